@@ -1,0 +1,18 @@
+"""Building blocks of the Vision Transformer, each small and single-purpose."""
+from .attention import Attention
+from .block import Block
+from .drop_path import DropPath, drop_path_rates
+from .gate import SigmoidGate
+from .layer_scale import LayerScale
+from .mlp import GluMlp, Mlp, make_mlp
+from .norm import RMSNorm, TokenGroupNorm, make_norm
+from .patch_embed import PatchEmbed, check_image
+from .pooling import TokenPool
+from .pos_embed import alibi_2d_bias, resample_pos_embed, sincos_2d
+from .rope import apply_rope, rope_angles, rope_frequencies, rope_tables
+
+__all__ = [
+    "Attention", "Block", "DropPath", "drop_path_rates", "SigmoidGate", "LayerScale", "GluMlp", "Mlp", "make_mlp",
+    "RMSNorm", "TokenGroupNorm", "make_norm", "PatchEmbed", "check_image", "TokenPool", "alibi_2d_bias",
+    "resample_pos_embed", "sincos_2d", "apply_rope", "rope_angles", "rope_frequencies", "rope_tables",
+]

@@ -1,0 +1,39 @@
+"""Patch embedding: the paper's linear projection of flattened P x P x C patches, as a strided conv."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PatchEmbed(nn.Module):
+    """Cuts an image (or a CNN feature map, with patch_size=1) into patches and projects each to embed_dim."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, bias: bool = True) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Returns tokens [B, N, D] in row-major patch order and the patch grid (rows, cols)."""
+        check_image(x, self.in_chans, self.patch_size, what="patch embedding")
+        x = self.proj(x)
+        grid = (x.shape[-2], x.shape[-1])
+        return x.flatten(2).transpose(1, 2), grid
+
+
+def check_image(x: torch.Tensor, in_chans: int, stride: int, what: str) -> None:
+    """Raises a ValueError that says what is wrong with an input batch and how to fix it."""
+    if x.ndim != 4:
+        raise ValueError(f"{what} expects a batch of images [B, C, H, W], got a tensor of shape {tuple(x.shape)}; "
+                         "add a batch dimension with x.unsqueeze(0) for a single image")
+    if x.shape[1] != in_chans:
+        hint = ("repeat a grayscale channel with x.expand(-1, 3, -1, -1)" if x.shape[1] == 1 and in_chans == 3
+                else f"build the model with in_chans={x.shape[1]}")
+        raise ValueError(f"{what} expects {in_chans} input channels but got {x.shape[1]} "
+                         f"(input shape {tuple(x.shape)}); {hint}")
+    h, w = x.shape[-2:]
+    if h % stride or w % stride:
+        fit_h, fit_w = max(stride, round(h / stride) * stride), max(stride, round(w / stride) * stride)
+        raise ValueError(f"image size {h}x{w} is not divisible by the patch size {stride}; "
+                         f"resize or crop the images to {fit_h}x{fit_w}, or choose a patch size that divides it")

@@ -1,0 +1,189 @@
+"""ViTConfig: every choice that shapes a VisionTransformer, as plain validated data."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..layers.drop_path import DROP_PATH_SCHEDULES
+from ..layers.mlp import MLPS
+from ..layers.norm import NORMS
+from ..layers.pooling import POOLS
+from ..layers.pos_embed import POS_EMBEDS
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared for a model: the eval resize/crop and the normalisation."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+
+WEIGHT_INITS = ("timm", "jax", "vit5")
+BACKBONES = ("resnet50",)
+REG_POSITIONS = ("prefix", "suffix")
+
+
+@dataclass
+class ViTConfig:
+    """Field names follow timm where users already know them; new concepts get plain names."""
+
+    img_size: int | tuple[int, int] = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    mlp: str = "gelu"
+    mlp_norm: bool = False
+    mlp_bias: bool = True
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    qk_norm: bool = False
+    norm: str = "layernorm"
+    norm_eps: float = 1e-6
+    init_values: float | None = None
+    attn_gate: bool = False
+    ffn_gate: bool = False
+    class_token: bool = True
+    num_class_tokens: int = 1
+    dist_token: bool = False
+    reg_tokens: int = 0
+    reg_position: str = "prefix"
+    pos_embed: str = "learned"
+    no_embed_class: bool = False
+    pos_embed_antialias: bool = True
+    rope: bool = False
+    rope_theta: float = 10000.0
+    reg_rope_theta: float | None = None
+    alibi: bool = False
+    global_pool: str = "token"
+    fc_norm: bool = False
+    representation_size: int | None = None
+    head_zero_init: bool = False
+    drop_rate: float = 0.0
+    pos_drop_rate: float = 0.0
+    proj_drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    drop_path_schedule: str = "linear"
+    weight_init: str = "timm"
+    backbone: str | None = None
+    backbone_layers: tuple[int, ...] = field(default=(3, 4, 9))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.img_size, int):
+            self.img_size = (self.img_size, self.img_size)
+        self.img_size = tuple(int(s) for s in self.img_size)
+        self.backbone_layers = tuple(int(n) for n in self.backbone_layers)
+        self._validate()
+
+    def _validate(self) -> None:
+        choices = {"mlp": MLPS, "norm": NORMS, "pos_embed": POS_EMBEDS, "global_pool": POOLS,
+                   "drop_path_schedule": DROP_PATH_SCHEDULES, "weight_init": WEIGHT_INITS,
+                   "reg_position": REG_POSITIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
+        if self.backbone is not None and self.backbone not in BACKBONES:
+            raise ValueError(f"backbone={self.backbone!r} is not one of {BACKBONES} (or None)")
+        if len(self.img_size) != 2:
+            raise ValueError(f"img_size must be an int or (height, width), got {self.img_size}")
+        stride = self.feature_stride
+        if self.img_size[0] % stride or self.img_size[1] % stride:
+            raise ValueError(f"img_size {self.img_size[0]}x{self.img_size[1]} is not divisible by the patch size "
+                             f"{stride}; choose an img_size that is a multiple of {stride}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.rope and self.head_dim % 4:
+            raise ValueError(f"2D RoPE needs the head dim (embed_dim / num_heads = {self.head_dim}) divisible by 4; "
+                             "change embed_dim or num_heads")
+        if self.reg_rope_theta is not None:
+            if not self.rope:
+                raise ValueError("reg_rope_theta needs rope=True")
+            side = int(round(self.reg_tokens ** 0.5))
+            if self.reg_tokens == 0 or side * side != self.reg_tokens:
+                raise ValueError(f"register RoPE places registers on a square grid; reg_tokens={self.reg_tokens} "
+                                 "is not a positive square (use 1, 4, 9, ...) or set reg_rope_theta=None")
+        if self.num_class_tokens < 1:
+            raise ValueError("num_class_tokens must be at least 1 (set class_token=False for none)")
+        if self.global_pool == "token" and not self.class_token:
+            raise ValueError("global_pool='token' needs a class token; set class_token=True or global_pool='avg'")
+        if self.dist_token and (not self.class_token or self.num_class_tokens != 1 or self.global_pool != "token"):
+            raise ValueError("dist_token (DeiT distillation) needs one class token and global_pool='token'")
+        if self.no_embed_class and self.pos_embed != "learned":
+            raise ValueError("no_embed_class only applies to pos_embed='learned'")
+        if self.norm == "groupnorm" and self.embed_dim % 32:
+            raise ValueError(f"norm='groupnorm' uses 32 groups; embed_dim ({self.embed_dim}) must be divisible by 32")
+        if self.alibi and self.reg_rope_theta is not None:
+            raise ValueError("alibi and register RoPE cannot be combined; pick one position scheme for registers")
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    @property
+    def feature_stride(self) -> int:
+        """Pixels per token side: the patch size, times the CNN's output stride for hybrids."""
+        backbone_stride = 4 * 2 ** (len(self.backbone_layers) - 1) if self.backbone else 1
+        return self.patch_size * backbone_stride
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self.img_size[0] // self.feature_stride, self.img_size[1] // self.feature_stride
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: class token(s), distillation token, registers placed first."""
+        regs = self.reg_tokens if self.reg_position == "prefix" else 0
+        return self.num_class_tokens * self.class_token + self.dist_token + regs
+
+    @property
+    def num_suffix_tokens(self) -> int:
+        """Tokens after the patches: registers placed last (ViT-5)."""
+        return self.reg_tokens if self.reg_position == "suffix" else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ViTConfig":
+        check_fields(cls, values)
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> "ViTConfig":
+        """A copy with some fields changed; unknown names are errors that suggest the closest field."""
+        check_fields(type(self), overrides)
+        return dataclasses.replace(self, **overrides)
+
+
+def check_fields(cls: type, values: dict[str, Any]) -> None:
+    """Rejects names that are not fields of the dataclass, naming the closest ones."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        hints = "; ".join(f"{k!r}: did you mean {difflib.get_close_matches(k, known, n=3) or 'none close'}"
+                          for k in unknown)
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown} ({hints})")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,50 @@
+"""The preset registry: a name maps to a ViTConfig plus its preprocessing defaults, nothing more."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Preprocess, ViTConfig
+from .vision_transformer import VisionTransformer
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    config: ViTConfig
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    description: str = ""
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register(name: str, config: ViTConfig, preprocess: Preprocess | None = None, description: str = "") -> None:
+    """Adds a preset; names are unique."""
+    if name in _PRESETS:
+        raise ValueError(f"preset {name!r} is already registered")
+    _PRESETS[name] = Preset(name, config, preprocess or Preprocess(), description)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Preset names matching a shell-style pattern, e.g. list_models('vit5_*')."""
+    return sorted(n for n in _PRESETS if fnmatch.fnmatch(n, pattern))
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called name, or a ValueError listing the closest names."""
+    if name not in _PRESETS:
+        close = difflib.get_close_matches(name, _PRESETS, n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "run `vitkit models` to see them all"
+        raise ValueError(f"unknown model {name!r}; {hint}")
+    return _PRESETS[name]
+
+
+def create_model(name: str, **overrides: Any) -> VisionTransformer:
+    """Builds a preset, with any ViTConfig field overridden (timm's keyword names: img_size, num_classes, ...)."""
+    preset = get_preset(name)
+    model = VisionTransformer(preset.config.replace(**overrides))
+    model.preset_name = name
+    model.preprocess = preset.preprocess
+    return model
