@@ -81,7 +81,8 @@ class VisionTransformer(nn.Module):
     @property
     def _pos_embed_prefix(self) -> int:
         """Prefix tokens that the learned position table covers (timm's no_embed_class=False covers them all)."""
-        return 0 if self.cfg.no_embed_class else self.cfg.num_prefix_tokens
+        covers_prefix = self.cfg.pos_embed == "learned" and not self.cfg.no_embed_class
+        return self.cfg.num_prefix_tokens if covers_prefix else 0
 
     def _build_heads(self, num_classes: int) -> None:
         self.head = self._new_head(num_classes)
