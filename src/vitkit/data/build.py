@@ -1,0 +1,50 @@
+"""`build_loader`: the one call the training engine makes to turn a dataset into device-ready batches."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import TensorImageDataset
+from .config import AugmentConfig
+from .folder import ImageFolderDataset
+from .loader import FolderLoader, TensorLoader
+from .transforms import EvalTransform, TrainTransform
+
+
+def build_loader(dataset: TensorImageDataset | ImageFolderDataset, batch_size: int, train: bool,
+                 augment: AugmentConfig | dict[str, Any] | None = None,
+                 img_size: int | tuple[int, int] | None = None, device: str | torch.device = "cpu", seed: int = 0,
+                 drop_last: bool | None = None, num_workers: int = 2, world_size: int = 1, rank: int = 0,
+                 in_chans: int | None = None, mean: tuple[float, ...] | None = None,
+                 std: tuple[float, ...] | None = None) -> TensorLoader | FolderLoader:
+    """Batches of (float normalised images [B, C, H, W] on `device`, int64 labels or soft targets when mixing).
+
+    img_size defaults to the dataset's own size; in_chans=3 repeats grayscale data to three channels;
+    drop_last defaults to `train`; mean/std default to the dataset's (pass a checkpoint's own to evaluate it).
+    Mixup/CutMix, repeated augmentation and all random transforms apply only when train=True."""
+    if augment is None:
+        augment = AugmentConfig()
+    elif isinstance(augment, dict):
+        augment = AugmentConfig.from_dict(augment)
+    folder = isinstance(dataset, ImageFolderDataset)
+    if img_size is None:
+        if folder:
+            raise ValueError("image folders hold images of many sizes: pass img_size (e.g. the model's 224)")
+        img_size = dataset.image_size
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    in_chans = dataset.num_channels if in_chans is None else in_chans
+    if mean is None or std is None:
+        repeat = in_chans // len(dataset.mean) if len(dataset.mean) == 1 else 1
+        mean, std = tuple(dataset.mean) * repeat, tuple(dataset.std) * repeat
+    if train:
+        transform = TrainTransform(augment, size, dataset.image_size, mean, std, in_chans, cropped=folder)
+    else:
+        transform = EvalTransform(size, augment.crop_pct, augment.interpolation, mean, std, in_chans, cropped=folder)
+    epoch = dict(batch_size=batch_size, train=train, seed=seed, drop_last=train if drop_last is None else drop_last,
+                 world_size=world_size, rank=rank, repeats=augment.repeated_aug)
+    device = torch.device(device)
+    mix = train and augment.mixes
+    if folder:
+        return FolderLoader(dataset, transform, augment, device, mix, size, num_workers, **epoch)
+    return TensorLoader(dataset, transform, augment, device, mix, **epoch)
