@@ -48,7 +48,7 @@ def _vit5_family() -> None:
     official = dict(norm="rmsnorm", norm_eps=1e-6, qkv_bias=False, proj_bias=True, qk_norm=True, init_values=1e-4,
                     pos_embed="learned", no_embed_class=True, rope=True, rope_theta=10000.0, reg_tokens=4,
                     reg_position="suffix", reg_rope_theta=100.0, global_pool="token", mlp="gelu",
-                    drop_path_schedule="constant", weight_init="vit5")
+                    drop_path_schedule="constant", weight_init="vit5", pos_embed_antialias=False)
     for size in ("small", "base", "large"):
         dim, depth, heads = VIT_SIZES[size]
         register(f"vit5_{size}_patch16_224",

@@ -43,6 +43,7 @@ class VisionTransformer(nn.Module):
         self.distilled_training = False
         self.preset_name: str | None = None
         self.preprocess = Preprocess()
+        self.class_names: list[str] | None = None
 
         self.backbone = ResNetStem(cfg.in_chans, cfg.backbone_layers) if cfg.backbone else None
         embed_chans = self.backbone.out_chans if self.backbone else cfg.in_chans
@@ -321,3 +322,9 @@ class VisionTransformer(nn.Module):
                 groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
             groups[key]["params"].append(param)
         return list(groups.values())
+
+    def save_pretrained(self, directory: str) -> None:
+        """Writes config.json + model.safetensors to a folder (str or Path); from_pretrained rebuilds this model."""
+        from ..checkpoints import save_pretrained
+
+        save_pretrained(self, directory)

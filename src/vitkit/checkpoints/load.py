@@ -1,0 +1,235 @@
+"""from_pretrained: convert a checkpoint, build the VisionTransformer it describes, load every tensor strictly,
+then replace the head or change the input size when asked."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..models import Preprocess, ViTConfig, VisionTransformer, get_preset
+from ..models.config import check_fields
+from .io import CheckpointError
+from .mapping import Converted
+from .sources import convert_source
+
+log = logging.getLogger("vitkit.checkpoints")
+
+# Fields the tensors decide: a preset that disagrees on one of them describes another architecture.
+STRUCTURAL = ("embed_dim", "depth", "patch_size", "in_chans", "mlp_ratio", "num_heads", "class_token",
+              "num_class_tokens", "dist_token", "reg_tokens", "reg_position", "qkv_bias", "proj_bias", "mlp_bias",
+              "qk_norm", "norm", "mlp", "mlp_norm", "fc_norm", "representation_size", "init_values", "pos_embed",
+              "no_embed_class", "rope")
+# Fields that adapt a loaded model (new head, resampled positions) rather than describe the checkpoint.
+ADAPTABLE = ("num_classes", "img_size")
+MISSING_HINTS = {
+    "num_heads": "the file does not record the number of attention heads (e.g. 3 for ViT-Ti, 6 for ViT-S, "
+                 "12 for ViT-B, 16 for ViT-L)",
+    "rope": "Eva files do not record whether RoPE was used, as its tables are not saved (EVA-02 models use it)",
+    "img_size": "the file has no learned position table to read the input size from",
+}
+LISTED_KEYS = 20
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the source format, how keys were mapped, what was skipped and what was adapted."""
+
+    source: str
+    format: str
+    config: ViTConfig
+    notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+    def skipped_text(self) -> str:
+        """The keys a strict=False load left out, one group per line."""
+        return key_problems(self.missing, self.unexpected, self.mismatched)
+
+    def describe(self) -> str:
+        """A readable account for `vitkit convert`: format, mapped keys, architecture, skips, adaptations."""
+        lines = [f"source: {self.source} (format: {self.format})", "mapped:"]
+        lines += [f"  {note}" for note in self.notes]
+        default = ViTConfig().to_dict()
+        changed = {k: v for k, v in self.config.to_dict().items() if v != default[k]}
+        lines.append("architecture: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
+        if self.skipped:
+            lines.append("skipped (strict=False):\n" + self.skipped_text())
+        lines += self.adapted
+        return "\n".join(lines)
+
+
+def from_pretrained(source: str | os.PathLike, model: str | ViTConfig | None = None, strict: bool = True,
+                    use_ema: bool = False, **overrides: Any) -> VisionTransformer:
+    """Any supported checkpoint as a vitkit model in one call; a new head or input size is logged."""
+    vit, report = load_checkpoint(source, model=model, strict=strict, use_ema=use_ema, **overrides)
+    for line in report.adapted:
+        log.warning(line)
+    if report.skipped:
+        log.warning("strict=False: %s left out:\n%s", report.source, report.skipped_text())
+    return vit
+
+
+def load_checkpoint(source: str | os.PathLike, model: str | ViTConfig | None = None, strict: bool = True,
+                    use_ema: bool = False, **overrides: Any) -> tuple[VisionTransformer, LoadReport]:
+    """from_pretrained, also returning the LoadReport (mapped keys, skipped keys, adaptations)."""
+    check_fields(ViTConfig, overrides)
+    converted = convert_source(source, use_ema=use_ema)
+    base, preset_name = _base(model, converted)
+    vit = VisionTransformer(build_config(converted, base, preset_name, overrides, str(source)))
+    missing, unexpected, mismatched = load_weights(vit, converted.state_dict, strict)
+    _attach_metadata(vit, converted, preset_name)
+    if missing:
+        converted.notes.append("strict=False: the model's tensors missing from the checkpoint keep their fresh "
+                               "initialisation")
+    adapted = adapt(vit, converted, overrides)
+    return vit, LoadReport(str(source), converted.format, vit.cfg, converted.notes, missing, unexpected,
+                           mismatched, adapted)
+
+
+def _base(model: str | ViTConfig | None, converted: Converted) -> tuple[ViTConfig | None, str | None]:
+    """The config that fills what the file does not record: a preset (by name), a ViTConfig, or none."""
+    if isinstance(model, ViTConfig):
+        return model, None
+    name = model if model is not None else converted.base_preset
+    if name is None:
+        return None, None
+    if not isinstance(name, str):
+        raise ValueError(f"model= takes a preset name or a ViTConfig, got {type(name).__name__}")
+    return get_preset(name).config, name
+
+
+def build_config(converted: Converted, base: ViTConfig | None, base_name: str | None,
+                 overrides: dict[str, Any], source: str) -> ViTConfig:
+    """defaults < preset < facts from the file < overrides; adaptable fields wait until after loading."""
+    base_values = base.to_dict() if base is not None else {}
+    if base is not None:
+        _check_conflicts(converted.fields, base_values, f"preset {base_name!r}" if base_name else "the model= config")
+    needed = list(converted.required) + (["img_size"] if "img_size" not in converted.fields else [])
+    missing = [name for name in needed if name not in converted.fields and name not in base_values
+               and name not in overrides]
+    if missing:
+        raise CheckpointError(_missing_message(missing, source))
+    values = {**converted.defaults, **base_values, **converted.fields}
+    if base_values.get("init_values") and converted.fields.get("init_values"):
+        values["init_values"] = base_values["init_values"]
+    values.update({k: v for k, v in overrides.items() if k not in ADAPTABLE or k not in converted.fields})
+    return ViTConfig.from_dict(values)
+
+
+def _check_conflicts(facts: dict[str, Any], base: dict[str, Any], label: str) -> None:
+    differences = [f"{name}: checkpoint {facts[name]!r}, {label} {base[name]!r}" for name in STRUCTURAL
+                   if name in facts and name in base and not _same(name, facts, base)]
+    if differences:
+        raise CheckpointError(f"the checkpoint does not match {label} ({'; '.join(differences)}). Pass the preset "
+                              "the checkpoint was trained as, or leave model= out and pass the fields the file "
+                              "does not record (e.g. num_heads=)")
+
+
+def _same(name: str, facts: dict[str, Any], base: dict[str, Any]) -> bool:
+    """Equality as the weights see it: LayerScale present or not, and the MLP's hidden width."""
+    a, b = facts[name], base[name]
+    if name == "init_values":
+        return (a is None) == (b is None)
+    if name == "mlp_ratio":
+        return int(facts["embed_dim"] * a) == int(facts["embed_dim"] * b)
+    if name == "reg_position":
+        return a == b or not facts.get("reg_tokens")
+    if name == "num_class_tokens":
+        return a == b or not facts.get("class_token")
+    return a == b
+
+
+def _missing_message(missing: list[str], source: str) -> str:
+    wanted = " and ".join(f"{name}=..." for name in missing)
+    reasons = "; ".join(f"{name}: {MISSING_HINTS.get(name, 'not recorded in the file')}" for name in missing)
+    return (f"cannot tell the architecture of {source} from the file alone; vitkit does not guess. Pass {wanted}, "
+            f"or model='<preset>' naming a vitkit preset of the same architecture. Why: {reasons}")
+
+
+def load_weights(model: VisionTransformer, state_dict: dict[str, torch.Tensor],
+                 strict: bool) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """Compares the full key set and every shape; strict raises on any difference, else loads what fits."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted((k, tuple(state_dict[k].shape), tuple(expected[k].shape))
+                        for k in set(state_dict) & set(expected) if state_dict[k].shape != expected[k].shape)
+    if strict and (missing or unexpected or mismatched):
+        raise CheckpointError("the checkpoint does not fit the model built for it:\n"
+                              + key_problems(missing, unexpected, mismatched)
+                              + "\nFix the architecture (model='<preset>' or field overrides) to match the checkpoint, "
+                                "or pass strict=False to load the tensors that fit and skip these")
+    usable = {k: v for k, v in state_dict.items() if k in expected and v.shape == expected[k].shape}
+    model.load_state_dict(usable, strict=False)
+    return missing, unexpected, mismatched
+
+
+def key_problems(missing: list[str], unexpected: list[str],
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> str:
+    """Offending keys, grouped and listed by name (long lists are cut after LISTED_KEYS)."""
+    groups = [("missing from the checkpoint", missing), ("in the checkpoint but not in the model", unexpected),
+              ("shape differs", [f"{k}: checkpoint {list(a)}, model {list(b)}" for k, a, b in mismatched])]
+    lines = []
+    for title, keys in groups:
+        if keys:
+            more = f", ... and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else ""
+            lines.append(f"  {title} ({len(keys)}): {', '.join(keys[:LISTED_KEYS])}{more}")
+    return "\n".join(lines)
+
+
+def _attach_metadata(vit: VisionTransformer, converted: Converted, preset_name: str | None) -> None:
+    """Preset name, preprocessing and class names: the file's own first, then the preset's."""
+    vit.preset_name = converted.preset or preset_name
+    if converted.preprocess is not None:
+        vit.preprocess = converted.preprocess
+    elif preset_name is not None:
+        vit.preprocess = get_preset(preset_name).preprocess
+    else:
+        vit.preprocess = Preprocess()
+        converted.notes.append("preprocessing is not recorded in the file: vitkit's defaults are set "
+                               "(ImageNet mean/std, bicubic, crop 0.875); assign model.preprocess if it was "
+                               "trained otherwise")
+    vit.class_names = list(converted.class_names) if converted.class_names is not None else None
+
+
+def adapt(vit: VisionTransformer, converted: Converted, overrides: dict[str, Any]) -> list[str]:
+    """A new zero-initialised head and/or a new input size, each described in one line."""
+    done = []
+    classes = overrides.get("num_classes")
+    if "num_classes" in converted.fields and classes is not None and classes != vit.cfg.num_classes:
+        old = vit.cfg.num_classes
+        vit.reset_classifier(classes)
+        vit.class_names = None
+        done.append(f"head replaced: the checkpoint has {old} classes; the new {classes}-class head is "
+                    "zero-initialised (fine-tune it before use)" if classes else
+                    f"head removed: the checkpoint's {old}-class head is dropped (num_classes=0)")
+    size = overrides.get("img_size")
+    if "img_size" in converted.fields and size is not None:
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if size != vit.cfg.img_size:
+            done.append(_resize(vit, size))
+    return done
+
+
+def _resize(vit: VisionTransformer, size: tuple[int, int]) -> str:
+    old_size, old_grid = vit.cfg.img_size, vit.cfg.grid_size
+    vit.set_input_size(size)
+    new_grid = vit.cfg.grid_size
+    changes = []
+    if vit.pos_embed is not None:
+        changes.append(f"position embedding resampled from a {old_grid[0]}x{old_grid[1]} to a "
+                       f"{new_grid[0]}x{new_grid[1]} grid (bicubic, antialias={vit.cfg.pos_embed_antialias}, "
+                       "prefix tokens kept apart)")
+    if vit.cfg.rope:
+        changes.append(f"RoPE tables rebuilt for the {new_grid[0]}x{new_grid[1]} grid")
+    what = "; ".join(changes) or "no position tables to adapt"
+    return f"input size changed from {old_size[0]}x{old_size[1]} to {size[0]}x{size[1]}: {what}"
