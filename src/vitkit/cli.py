@@ -63,6 +63,166 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Trains from a YAML recipe plus key=value overrides; --resume continues a run from its last checkpoint."""
+    from pathlib import Path
+
+    from .train import TrainingInterrupted, train
+
+    config = args.config
+    overrides = list(args.overrides)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ValueError(f"--resume {run_dir}: no config.yaml there; pass the run folder, e.g. runs/<name>")
+        config = run_dir / "config.yaml"
+        overrides += [f"output_dir={run_dir.parent}", f"name={run_dir.name}"]
+    try:
+        train(config, overrides, resume=bool(args.resume))
+    except TrainingInterrupted as stopped:
+        print(f"vitkit train: {stopped}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Top-1, top-5 and per-class accuracy of a run or checkpoint, a confusion-matrix PNG and a JSON report."""
+    from pathlib import Path
+
+    from .inference import evaluate_on, load_model, plot_confusion
+    from .report import write_json
+
+    model = load_model(args.checkpoint, args.device)
+    scores = evaluate_on(model, args.data, split=args.split, batch_size=args.batch_size, device=args.device)
+    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
+    report = {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split, **scores}
+    write_json(out / "eval.json", report)
+    rows = [[name, round(acc, 2)] for name, acc in zip(scores["classes"], scores["per_class"])]
+    print(format_table(rows, ["class", "accuracy (%)"]))
+    print(f"\ntop-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
+          f"({scores['count']} images)\nwritten: {out / 'eval.json'}, {out / 'confusion.png'}")
+    return 0
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
+    parser.add_argument("--data", required=True, help="dataset spec, e.g. digits or cifar10:/path")
+    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", help="output folder (default: <run>/eval)")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-k classes with names and probabilities for image files or folders, as a table, JSON or CSV."""
+    import csv
+    import json
+
+    from .inference import load_model, predict
+
+    model = load_model(args.checkpoint, args.device)
+    predictions = predict(model, args.inputs, topk=args.topk, device=args.device)
+    if args.format == "json":
+        print(json.dumps([{"path": p.path, "top": [{"class": c, "probability": v} for c, v in p.top]}
+                          for p in predictions], indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "class", "probability"])
+        for p in predictions:
+            for rank, (name, prob) in enumerate(p.top, 1):
+                writer.writerow([p.path, rank, name, f"{prob:.6f}"])
+    else:
+        rows = [[p.path if rank == 1 else "", rank, name, round(100 * prob, 2)]
+                for p in predictions for rank, (name, prob) in enumerate(p.top, 1)]
+        print(format_table(rows, ["image", "rank", "class", "probability (%)"]))
+    return 0
+
+
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    parser.add_argument("--device", default="cpu")
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML recipe (default: the built-in digits recipe)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue runs/<name> from checkpoints/last")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-3 schedule.epochs=5")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Scans a dataset: classes, images per class, sizes and modes, and every unreadable file (exit 1 if any)."""
+    from .data.check import check_dataset, format_report
+
+    reports = check_dataset(args.spec, seed=args.seed, val_fraction=args.val_fraction)
+    print("\n\n".join(format_report(args.spec, report) for report in reports))
+    return 1 if any(report.unreadable for report in reports) else 0
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"], help="check: scan the dataset and report what it holds")
+    parser.add_argument("spec", help="digits, cifar10:PATH, cifar100:PATH, mnist:PATH, fashion-mnist:PATH, "
+                                     "imagefolder:PATH")
+    parser.add_argument("--seed", type=int, default=0, help="split seed for datasets split by ratio")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="test share when one folder is split")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Converts a timm, Hugging Face, ViT-5 or vitkit checkpoint into vitkit's format and prints what was mapped."""
+    from .checkpoints import load_checkpoint, save_pretrained
+
+    overrides = parse_overrides(args.overrides)
+    model, report = load_checkpoint(args.src, model=args.model, strict=not args.non_strict, use_ema=args.ema,
+                                    **overrides)
+    save_pretrained(model, args.dst)
+    print(report.describe())
+    print(f"saved {sum(t.numel() for t in model.state_dict().values()):,} weights to {args.dst} "
+          "(config.json + model.safetensors); load it with vitkit.from_pretrained")
+    return 0
+
+
+def _convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="checkpoint file, folder (Hugging Face, vitkit) or hf-hub:org/name")
+    parser.add_argument("dst", help="output folder for config.json + model.safetensors")
+    parser.add_argument("--model", help="vitkit preset supplying what the file does not record (e.g. num_heads)")
+    parser.add_argument("--ema", action="store_true", help="take the EMA weights of a training checkpoint")
+    parser.add_argument("--non-strict", action="store_true",
+                        help="load the tensors that fit and report the rest instead of failing")
+    parser.add_argument("overrides", nargs="*", help="ViTConfig fields, e.g. num_heads=6 num_classes=10 img_size=384")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Writes the paper's Fig. 7 pictures, attention maps, rollout and Grad-CAM as PNGs plus one report.html."""
+    from .analysis import analyze, load_for_analysis, load_images, synthetic_images
+
+    model, origin = load_for_analysis(args.source)
+    size, chans = model.cfg.img_size, model.cfg.in_chans
+    images = (load_images(args.images, size, chans, model.preprocess) if args.images
+              else synthetic_images(args.show, size, chans))
+    for name, reason in images.unreadable:
+        print(f"vitkit analyze: unreadable image skipped: {name} ({reason})", file=sys.stderr)
+    result = analyze(model, images, args.out, layers=args.layer, show=args.show, device=args.device,
+                     title=f"vitkit analyze {args.source}", notes=[origin])
+    for message in result.messages:
+        print(f"note: {message}", file=sys.stderr)
+    print(f"wrote {len(result.files)} files to {args.out}; open {result.files['report.html']}")
+    return 0
+
+
+def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="run folder (runs/<name>), checkpoint, or preset name (random weights)")
+    parser.add_argument("--images", nargs="+", default=[], help="image files or folders (default: synthetic images)")
+    parser.add_argument("--out", required=True, help="folder for the PNGs, attention_distance.json and report.html")
+    parser.add_argument("--layer", type=int, nargs="+", default=[-1],
+                        help="layers whose per-head attention is drawn (default: -1, the last)")
+    parser.add_argument("--show", type=int, default=8, help="images to draw maps for (distances use all of them)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "models": (cmd_models, lambda p: p.add_argument("pattern", nargs="?", default="*",
                                                     help="shell-style filter, e.g. 'vit5_*'"),
@@ -70,6 +230,12 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "info": (cmd_info, lambda p: (p.add_argument("name", help="preset name"),
                                   p.add_argument("overrides", nargs="*", help="ViTConfig overrides, e.g. img_size=384")),
              "show one preset's modules, token shapes, params and FLOPs"),
+    "train": (cmd_train, _train_arguments, "train a model (default: the built-in digits recipe)"),
+    "eval": (cmd_eval, _eval_arguments, "accuracy, per-class accuracy and confusion matrix of a checkpoint"),
+    "predict": (cmd_predict, _predict_arguments, "top-k classes for image files or folders"),
+    "data": (cmd_data, _data_arguments, "inspect a dataset: `vitkit data check SPEC`"),
+    "convert": (cmd_convert, _convert_arguments, "convert a timm / HF / ViT-5 checkpoint to vitkit's format"),
+    "analyze": (cmd_analyze, _analyze_arguments, "Fig. 7 analyses, attention maps and Grad-CAM as PNGs + report.html"),
 }
 
 

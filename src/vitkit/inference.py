@@ -1,0 +1,133 @@
+"""Using a trained model: resolve a run or checkpoint, evaluate it on a dataset, predict classes for image files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .data import AugmentConfig, BadImageError, build_dataset, build_loader  # noqa: E402
+from .data.decode import is_image_file, load_rgb  # noqa: E402
+from .data.loader import cover_and_center  # noqa: E402
+from .data.transforms import EvalTransform, scale_size  # noqa: E402
+
+
+def load_model(source: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads."""
+    from .checkpoints import from_pretrained
+
+    path = Path(source)
+    if (path / "checkpoints").is_dir():
+        best, last = path / "checkpoints" / "best", path / "checkpoints" / "last"
+        if not (best.exists() or last.exists()):
+            raise ValueError(f"run {path} has no checkpoint yet (checkpoints/best or checkpoints/last)")
+        path = best if best.exists() else last
+    return from_pretrained(path).to(device).eval()
+
+
+def class_names(model: torch.nn.Module) -> list[str]:
+    names = getattr(model, "class_names", None)
+    return list(names) if names else [str(i) for i in range(model.cfg.num_classes)]
+
+
+def evaluate_on(model: torch.nn.Module, spec: str, split: str = "test", batch_size: int = 256,
+                device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Top-1/top-5/per-class accuracy and confusion on a dataset, with the model's own preprocessing."""
+    from .train.evaluate import evaluate
+
+    dataset = build_dataset(spec, split=split)
+    if len(dataset.classes) != model.cfg.num_classes:
+        raise ValueError(f"{spec} has {len(dataset.classes)} classes but the model predicts {model.cfg.num_classes}")
+    prep = model.preprocess
+    augment = AugmentConfig(crop_pct=prep.crop_pct, interpolation=prep.interpolation)
+    loader = build_loader(dataset, batch_size=batch_size, train=False, augment=augment, img_size=model.cfg.img_size,
+                          device=device, in_chans=model.cfg.in_chans, mean=prep.mean, std=prep.std, num_workers=0)
+    scores = evaluate(model, loader, model.cfg.num_classes, torch.device(device))
+    scores["classes"] = list(dataset.classes)
+    return scores
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> Path:
+    """Row-normalised confusion matrix (true class by row) with counts, as a PNG."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    size = max(5.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true",
+           title="confusion matrix (row-normalised)")
+    ax.set_xticklabels(classes, rotation=90)
+    ax.set_yticklabels(classes)
+    if len(classes) <= 20:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if counts[i, j]:
+                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]
+
+
+def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded (recursively) to the image files inside them, in sorted order."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise ValueError(f"{item} does not exist")
+    if not paths:
+        raise ValueError(f"no image files found in {', '.join(map(str, inputs))}")
+    return paths
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, inputs: Sequence[str | Path], topk: int = 5, batch_size: int = 64,
+            device: str | torch.device = "cpu") -> list[Prediction]:
+    """Top-k (class name, probability) per image, preprocessed exactly as the checkpoint says."""
+    prep, cfg = model.preprocess, model.cfg
+    transform = EvalTransform(cfg.img_size, prep.crop_pct, prep.interpolation, prep.mean, prep.std, cfg.in_chans,
+                              cropped=True)
+    names, paths = class_names(model), image_paths(inputs)
+    k = min(topk, len(names))
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images = transform(torch.stack([_eval_crop(p, model) for p in chunk])).to(device)
+        probs = model(images).float().softmax(-1)
+        values, indices = probs.topk(k, dim=-1)
+        for path, vals, idxs in zip(chunk, values.tolist(), indices.tolist()):
+            results.append(Prediction(str(path), [(names[i], v) for i, v in zip(idxs, vals)]))
+    return results
+
+
+def _eval_crop(path: Path, model: torch.nn.Module) -> torch.Tensor:
+    """uint8 [C, H, W]: upright RGB (L for single-channel models), resized and centre-cropped as at evaluation."""
+    try:
+        image = load_rgb(path)
+    except BadImageError as error:
+        raise ValueError(str(error)) from None
+    prep, cfg = model.preprocess, model.cfg
+    resample = {"bilinear": 2, "bicubic": 3}[prep.interpolation]
+    image = cover_and_center(image, scale_size(cfg.img_size, prep.crop_pct), cfg.img_size, resample)
+    if cfg.in_chans == 1:
+        image = image.convert("L")
+    array = np.asarray(image, dtype=np.uint8)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy())

@@ -1,0 +1,126 @@
+"""TrainConfig: a run described as data (YAML + `key=value` overrides), validated key by key and saved with the run."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import from_dict, load_yaml, merge, parse_overrides, to_dict
+from ..data import AugmentConfig
+from ..models.config import ViTConfig, check_fields
+from .losses import LOSSES
+from .optim import OPTIMIZERS
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The defaults are the built-in recipe `vitkit train` runs with no argument: a small ViT on 8x8 digits.
+DIGITS_MODEL = {"name": "vit_cifar_patch4_32", "img_size": 8, "patch_size": 2, "embed_dim": 128, "depth": 4,
+                "num_heads": 4}
+
+
+def _digits_augment() -> AugmentConfig:
+    """8x8 digits: no crop (a one-pixel shift is an eighth of the image) and no mirroring (a mirrored 2 is no 2)."""
+    return AugmentConfig(crop="none", hflip=0.0)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=_digits_augment)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.9
+    layer_decay: float | None = None
+    clip_grad: float | None = None
+    accum_steps: int = 1
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 40
+    warmup_epochs: float = 3.0
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+
+
+@dataclass
+class LossConfig:
+    """Label smoothing lives in data.augment.label_smoothing: mixup/cutmix targets are smoothed where they are made."""
+
+    kind: str = "ce"
+
+
+@dataclass
+class EmaConfig:
+    decay: float | None = None
+    warmup: bool = True
+
+
+@dataclass
+class LoggingConfig:
+    log_every_steps: int = 20
+    tensorboard: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    name: str | None = None
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    grad_checkpointing: bool = False
+    deterministic: bool = False
+    distributed: str = "ddp"
+    checkpoint_every_steps: int | None = None
+    best_metric: str = "val_top1"
+    model: dict[str, Any] = field(default_factory=lambda: dict(DIGITS_MODEL))
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        choices = {"precision": (self.precision, PRECISIONS), "optim.name": (self.optim.name, OPTIMIZERS),
+                   "loss.kind": (self.loss.kind, LOSSES), "distributed": (self.distributed, ("ddp", "fsdp"))}
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{key}={value!r} is not one of {allowed}")
+        if "name" not in self.model:
+            raise ValueError("model.name is required (a preset, e.g. vit_cifar_patch4_32; see `vitkit models`)")
+        check_fields(ViTConfig, {k: v for k, v in self.model.items() if k != "name"})
+        if self.optim.accum_steps < 1 or self.data.batch_size < 1 or self.schedule.epochs < 1:
+            raise ValueError("optim.accum_steps, data.batch_size and schedule.epochs must be at least 1")
+        if self.best_metric not in ("val_top1", "ema_val_top1", "val_loss", "ema_val_loss"):
+            raise ValueError(f"best_metric={self.best_metric!r}; choose val_top1, ema_val_top1, val_loss or ema_val_loss")
+        if self.best_metric.startswith("ema_") and self.ema.decay is None:
+            raise ValueError(f"best_metric={self.best_metric!r} needs EMA: set ema.decay (e.g. 0.9998)")
+
+
+def resolve_config(config: TrainConfig | dict[str, Any] | str | os.PathLike | None = None,
+                   overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """A TrainConfig from an object, a dict or a YAML path (None: the defaults, the digits recipe), plus overrides."""
+    if isinstance(config, TrainConfig) and not overrides:
+        return config
+    if config is None or isinstance(config, TrainConfig):
+        data = to_dict(config or TrainConfig())
+    elif isinstance(config, dict):
+        data = config
+    else:
+        data = load_yaml(config)
+    if overrides:
+        data = merge(data, parse_overrides(overrides) if isinstance(overrides, list) else overrides)
+    return from_dict(TrainConfig, data)

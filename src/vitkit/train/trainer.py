@@ -1,0 +1,309 @@
+"""The training loop, top to bottom: config -> data -> model -> optimiser -> (resume) -> epochs -> summary."""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from ..config import to_dict
+from ..data import build_dataset, build_loader
+from ..models import Preprocess, create_model
+from ..report import write_json
+from .config import TrainConfig, resolve_config
+from .distributed import DistContext, all_reduce_sum, init_distributed, wrap_model
+from .ema import ModelEma
+from .evaluate import evaluate
+from .losses import classification_loss
+from .optim import build_optimizer
+from .run_log import RunLog
+from .schedule import warmup_cosine
+from .state import load_train_state, rng_state, save_checkpoint, set_rng_state
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its summary (as in summary.json) and the trained model (and its EMA copy)."""
+
+    summary: dict[str, Any]
+    model: torch.nn.Module
+    ema_model: torch.nn.Module | None = None
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the loss stops being a number; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after SIGINT/SIGTERM once a resumable checkpoint is written."""
+
+
+def train(config: TrainConfig | dict | str | None = None, overrides: list[str] | dict | None = None,
+          resume: bool = False) -> TrainResult:
+    """Trains a model as the config says; the summary is also written to runs/<name>/summary.json."""
+    cfg = resolve_config(config, overrides)
+    device = pick_device(cfg.device)
+    ctx = init_distributed(device.type)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    precision = pick_precision(cfg.precision, device)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    # data
+    train_set = build_dataset(cfg.data.dataset, split="train")  # the split seed stays fixed: one test set per dataset
+    test_set = build_dataset(cfg.data.dataset, split="test")
+    num_classes = len(train_set.classes)
+
+    # model
+    model = build_model(cfg, num_classes, train_set.num_channels)
+    model.preprocess = Preprocess(mean=tuple(train_set.mean), std=tuple(train_set.std), interpolation="bicubic",
+                                  crop_pct=cfg.data.augment.crop_pct)
+    model.class_names = list(train_set.classes)
+    model.to(device)
+    model.set_grad_checkpointing(cfg.grad_checkpointing)
+    img_size = model.cfg.img_size
+
+    world_batch = cfg.data.batch_size
+    if world_batch % (ctx.world_size * cfg.optim.accum_steps):
+        raise ValueError(f"data.batch_size={world_batch} must divide by world size x optim.accum_steps "
+                         f"({ctx.world_size} x {cfg.optim.accum_steps})")
+    micro_batch = world_batch // (ctx.world_size * cfg.optim.accum_steps)
+    train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
+                                img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
+                                num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
+                                in_chans=model.cfg.in_chans)
+    test_loader = build_loader(test_set, batch_size=cfg.data.eval_batch_size, train=False, augment=cfg.data.augment,
+                               img_size=img_size, device=device, seed=cfg.seed, drop_last=False,
+                               num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
+                               in_chans=model.cfg.in_chans)
+    steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
+    if steps_per_epoch == 0:
+        raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
+    total_steps = steps_per_epoch * cfg.schedule.epochs
+    warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
+
+    # optimisation
+    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
+                                cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay, device)
+    ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    # the run folder, and where to resume from
+    run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
+    log = RunLog(run_dir, enabled=ctx.is_main, tensorboard=cfg.logging.tensorboard)
+    progress = {"epoch": 0, "step": 0, "batch": 0, "best": None, "best_epoch": None}
+    if resume:
+        progress = resume_from(run_dir, model, optimizer, ema, scaler, train_loader)
+        log.truncate_after(progress["step"], progress["epoch"])
+        log.text(f"resumed {run_dir} at epoch {progress['epoch']}, step {progress['step']}")
+    elif ctx.is_main:
+        if (run_dir / "checkpoints" / "last").exists():
+            raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another name=")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log.text(f"training {model.preset_name} ({sum(p.numel() for p in model.parameters()):,} params) on "
+             f"{cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {num_classes} classes; "
+             f"device {device}, precision {precision}, world size {ctx.world_size}, "
+             f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs -> {run_dir}")
+
+    train_model = wrap_model(model, ctx, cfg.distributed, device)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    stop = StopRequest()
+    autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {"progress": dict(progress), "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema else None, "scaler": scaler.state_dict() if scaler else None,
+                "loader": train_loader.state_dict(), "rng": rng_state(), "config": to_dict(cfg)}
+
+    def save_last() -> None:
+        if ctx.is_main:
+            save_checkpoint(run_dir / "checkpoints", "last", model, checkpoint_state())
+
+    start_time, images_seen = time.time(), 0
+    with stop:
+        for epoch in range(progress["epoch"], cfg.schedule.epochs):
+            if progress["batch"] == 0:
+                train_loader.set_epoch(epoch)
+            train_model.train()
+            epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.time()
+            bar = tqdm(total=len(train_loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+                       disable=not (ctx.is_main and cfg.logging.progress), leave=False, dynamic_ncols=True)
+            for images, targets in train_loader:
+                micro = progress["batch"] % cfg.optim.accum_steps
+                lr = warmup_cosine(progress["step"], cfg.optim.lr, total_steps, warmup_steps, cfg.schedule.min_lr,
+                                   cfg.schedule.warmup_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
+                sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
+                with (contextlib.nullcontext() if sync else train_model.no_sync()), autocast():
+                    loss = classification_loss(train_model(images), targets, cfg.loss.kind,
+                                               cfg.data.augment.label_smoothing)
+                if not math.isfinite(loss.item()):
+                    raise NonFiniteLossError(
+                        f"loss became {loss.item()} at step {progress['step']} (epoch {epoch + 1}); the last good "
+                        f"checkpoint is {run_dir / 'checkpoints' / 'last'}. Lower optim.lr, set optim.clip_grad, "
+                        "or use precision=fp32")
+                scaled = loss / cfg.optim.accum_steps
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                progress["batch"] += 1
+                epoch_loss, epoch_batches = epoch_loss + loss.item(), epoch_batches + 1
+                images_seen += images.shape[0] * ctx.world_size
+                bar.update(1)
+                if micro != cfg.optim.accum_steps - 1:
+                    continue
+                optimizer_step(optimizer, model, scaler, cfg.optim.clip_grad)
+                if ema:
+                    ema.update(model)
+                progress["step"] += 1
+                if progress["step"] % cfg.logging.log_every_steps == 0:
+                    rate = images_seen / (time.time() - start_time)
+                    step_loss = mean_over_ranks(loss.detach(), ctx)
+                    bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                    log.metrics({"kind": "step", "step": progress["step"], "epoch": epoch + 1,
+                                 "epoch_float": epoch + progress["batch"] / len(train_loader),
+                                 "loss": step_loss, "lr": lr, "img_s": rate})
+                if cfg.checkpoint_every_steps and progress["step"] % cfg.checkpoint_every_steps == 0:
+                    save_last()
+                if stop.requested:
+                    save_last()
+                    raise TrainingInterrupted(f"stopped by {stop.requested} at step {progress['step']}; "
+                                              f"continue with --resume (run {run_dir})")
+            bar.close()
+
+            # end of epoch: evaluate the raw and the EMA weights, checkpoint, log
+            progress.update(epoch=epoch + 1, batch=0)
+            mean_loss = torch.tensor(epoch_loss / max(epoch_batches, 1), device=device)
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
+                      "train_loss": mean_over_ranks(mean_loss, ctx), "epoch_seconds": time.time() - epoch_start}
+            scores = evaluate(model, test_loader, num_classes, device, autocast_dtype, ctx)
+            record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_loss=scores["loss"])
+            if ema:
+                ema_scores = evaluate(ema.module, test_loader, num_classes, device, autocast_dtype, ctx)
+                record.update(ema_val_top1=ema_scores["top1"], ema_val_top5=ema_scores["top5"],
+                              ema_val_loss=ema_scores["loss"])
+            value = record[cfg.best_metric]
+            improved = progress["best"] is None or (value < progress["best"] if cfg.best_metric.endswith("loss")
+                                                    else value > progress["best"])
+            if improved:
+                progress.update(best=value, best_epoch=epoch + 1)
+                if ctx.is_main:
+                    best_model = ema.module if cfg.best_metric.startswith("ema_") else model
+                    save_checkpoint(run_dir / "checkpoints", "best", best_model, None)
+            save_last()
+            log.metrics(record)
+            log.plot_curves()
+            ema_note = f", EMA {record['ema_val_top1']:.2f}%" if ema else ""
+            log.text(f"epoch {epoch + 1}/{cfg.schedule.epochs}: train loss {record['train_loss']:.4f}, "
+                     f"test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%{ema_note} "
+                     f"({record['epoch_seconds']:.1f}s)")
+
+    summary = {"run_dir": str(run_dir), "model": model.preset_name, "dataset": cfg.data.dataset,
+               "epochs": cfg.schedule.epochs, "steps": progress["step"], "final_top1": record["val_top1"],
+               "final_top5": record["val_top5"], "best_metric": cfg.best_metric, "best": progress["best"],
+               "best_epoch": progress["best_epoch"], "ema_final_top1": record.get("ema_val_top1"),
+               "device": str(device), "precision": precision, "world_size": ctx.world_size,
+               "train_seconds": time.time() - start_time}
+    if ctx.is_main:
+        write_json(run_dir / "summary.json", summary)
+    log.text(f"done: test top-1 {summary['final_top1']:.2f}% (best {cfg.best_metric} {progress['best']:.2f} at epoch "
+             f"{progress['best_epoch']}); run saved in {run_dir}")
+    log.close()
+    return TrainResult(summary, model, ema.module if ema else None)
+
+
+def mean_over_ranks(value: torch.Tensor, ctx: DistContext) -> float:
+    """The mean of a scalar over all ranks: what a single process with the global batch would report."""
+    return all_reduce_sum(value.float().clone(), ctx).item() / ctx.world_size
+
+
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
+    """The preset with the config's overrides; the dataset decides classes and (unless set) input channels."""
+    overrides = {k: v for k, v in cfg.model.items() if k != "name"}
+    overrides.setdefault("in_chans", in_chans)
+    return create_model(cfg.model["name"], **{**overrides, "num_classes": num_classes})
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module, scaler, clip_grad: float | None) -> None:
+    """Unscale (fp16), clip, step, zero: one optimiser update."""
+    if scaler:
+        scaler.unscale_(optimizer)
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def resume_from(run_dir: Path, model, optimizer, ema, scaler, loader) -> dict[str, Any]:
+    """Restores weights, optimiser, EMA, scaler, loader position and RNG from runs/<name>/checkpoints/last."""
+    checkpoint = run_dir / "checkpoints" / "last"
+    if not checkpoint.exists():
+        raise ValueError(f"nothing to resume: {checkpoint} does not exist (start without --resume)")
+    state = load_train_state(checkpoint.resolve(), model)
+    optimizer.load_state_dict(state["optimizer"])
+    if ema is not None and state["ema"] is not None:
+        ema.load_state_dict(state["ema"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    loader.load_state_dict(state["loader"])
+    set_rng_state(state["rng"])
+    return state["progress"]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """'auto' is bf16 autocast on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
+    if name != "auto":
+        if name == "fp16" and device.type != "cuda":
+            raise ValueError("precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    dataset = cfg.data.dataset.split(":")[0]
+    return f"{dataset}-{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so it can checkpoint and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,153 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vitkit import from_pretrained
+from vitkit.inference import evaluate_on, load_model
+from vitkit.train import NonFiniteLossError, train
+
+# A tiny model and a short schedule on the built-in digits: real data, seconds per run.
+FAST = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2", "schedule.epochs=2", "schedule.warmup_epochs=1",
+        "logging.progress=false", "logging.log_every_steps=1", "data.num_workers=0", "deterministic=true"]
+
+
+@pytest.fixture
+def fast_overrides(tmp_path):
+    return FAST + [f"output_dir={tmp_path}", "name=run"]
+
+
+def run_cli(args, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "vitkit", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def finish(process, timeout=300):
+    """Waits for a CLI run, echoing its output so a failure explains itself."""
+    output, _ = process.communicate(timeout=timeout)
+    print(output)
+    return process.returncode
+
+
+def final_weights(run_dir):
+    return load_file(str(run_dir / "checkpoints" / "last" / "model.safetensors"))
+
+
+def test_a_run_leaves_everything_a_person_needs(tmp_path, fast_overrides):
+    result = train(overrides=fast_overrides + ["ema.decay=0.9", "best_metric=ema_val_top1"])
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "train.log", "curves.png", "summary.json"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+    assert {"ema_val_top1", "val_top1", "val_top5", "train_loss"} <= set(records[-1])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_top1"] == pytest.approx(records[-1]["val_top1"])
+    # last and best are vitkit checkpoints that rebuild the exact model with no other argument
+    reloaded = from_pretrained(run / "checkpoints" / "last")
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(reloaded.eval()(x), result.model.eval()(x))
+    assert reloaded.preprocess.mean == result.model.preprocess.mean
+    # best holds the EMA weights of the best epoch: evaluated afresh, they score what the run recorded
+    best = load_model(run)
+    assert evaluate_on(best, "digits")["top1"] == pytest.approx(summary["best"], abs=1e-6)
+
+
+def test_resume_after_sigkill_ends_with_identical_weights(tmp_path):
+    common = FAST + ["model.drop_path_rate=0.1", "data.augment.mixup_alpha=0.2", "data.augment.cutmix_alpha=0.5",
+                     "schedule.epochs=3"]
+    reference = tmp_path / "reference"
+    assert finish(run_cli(["train", *common, f"output_dir={tmp_path}", "name=reference"])) == 0
+
+    killed = tmp_path / "killed"
+    process = run_cli(["train", *common, f"output_dir={tmp_path}", "name=killed", "checkpoint_every_steps=3"])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoints" / "last").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # kill somewhere after the first checkpoint, whatever it is doing
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert (killed / "checkpoints" / "last").exists()
+    assert finish(run_cli(["train", "--resume", str(killed)])) == 0
+
+    expected, resumed = final_weights(reference), final_weights(killed)
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+    epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["kind"] == "epoch"]
+    assert epochs == [1, 2, 3]
+
+
+def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
+    process = run_cli(["train", *FAST, "schedule.epochs=50", f"output_dir={tmp_path}", "name=run"])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "stopped by SIGTERM" in output and "--resume" in output
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last" / "train_state.pt", weights_only=True)
+    assert state["progress"]["step"] > 0
+
+
+def test_non_finite_loss_stops_with_the_step(fast_overrides):
+    with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
+        train(overrides=fast_overrides + ["optim.lr=1e30", "optim.name=sgd", "schedule.warmup_epochs=0"])
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    plain = FAST + ["data.augment.crop=none", "data.augment.hflip=0", "schedule.epochs=1", f"output_dir={tmp_path}"]
+    full = train(overrides=plain + ["name=full"]).model
+    accumulated = train(overrides=plain + ["name=accum", "optim.accum_steps=2"]).model
+    for (name, a), b in zip(full.state_dict().items(), accumulated.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_existing_run_is_not_overwritten(fast_overrides):
+    train(overrides=fast_overrides + ["schedule.epochs=1"])
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        train(overrides=fast_overrides + ["schedule.epochs=1"])
+
+
+DDP_WORKER = """
+import sys, torch, torch.distributed as dist
+from vitkit.train import train
+result = train(overrides=sys.argv[1:])
+flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
+gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, flat)
+if dist.get_rank() == 0:
+    torch.save(gathered, sys.argv[-1].split("=", 1)[1] + "/ddp_weights.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    plain = FAST + ["data.augment.crop=none", "data.augment.hflip=0", "schedule.epochs=1"]
+    single = train(overrides=plain + [f"output_dir={tmp_path}", "name=single"]).model
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               str(worker), *plain, "name=ddp", f"output_dir={tmp_path}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    rank0, rank1 = torch.load(tmp_path / "ddp_weights.pt")
+    assert torch.equal(rank0, rank1)
+    # AdamW normalises each update, so summation-order noise on near-zero gradients reaches ~1e-5 in the weights
+    torch.testing.assert_close(rank0, torch.cat([p.detach().flatten() for p in single.parameters()]),
+                               rtol=1e-4, atol=5e-5)
+    losses = {}
+    for name in ("single", "ddp"):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        losses[name] = [json.loads(line)["loss"] for line in lines if json.loads(line)["kind"] == "step"]
+    assert losses["ddp"] == pytest.approx(losses["single"], rel=1e-4)
