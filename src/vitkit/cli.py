@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainingInterrupted, train
 
     config = args.config
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + (["data.skip_bad_images=true"] if args.skip_bad_images else [])
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
@@ -151,6 +151,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML recipe (default: the built-in digits recipe)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue runs/<name> from checkpoints/last")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="skip unreadable images (listed in summary.json) instead of stopping")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-3 schedule.epochs=5")
 
 

@@ -4,7 +4,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -151,3 +153,24 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         losses[name] = [json.loads(line)["loss"] for line in lines if json.loads(line)["kind"] == "step"]
     assert losses["ddp"] == pytest.approx(losses["single"], rel=1e-4)
+
+
+def test_bad_images_stop_the_run_by_name_or_are_skipped_and_listed(tmp_path):
+    from PIL import Image
+
+    from vitkit.data import BadImageError
+
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        for split in ("train", "val"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "images" / "train" / "cats" / "broken.png").write_bytes(b"\x89PNG truncated")
+    overrides = FAST + [f"data.dataset=imagefolder:{tmp_path / 'images'}", "data.batch_size=4", "schedule.epochs=1",
+                        "model.img_size=16", "model.patch_size=4", "model.in_chans=3", f"output_dir={tmp_path}"]
+    with pytest.raises(BadImageError, match="broken.png"):
+        train(overrides=overrides + ["name=strict"])
+    summary = train(overrides=overrides + ["name=skip", "data.skip_bad_images=true"]).summary
+    assert [Path(p).name for p in summary["skipped_bad_images"]] == ["broken.png"]

@@ -28,6 +28,7 @@ class DataConfig:
     batch_size: int = 64
     eval_batch_size: int = 512
     num_workers: int = 2
+    skip_bad_images: bool = False
     augment: AugmentConfig = field(default_factory=_digits_augment)
 
 

@@ -60,8 +60,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         torch.use_deterministic_algorithms(True)
 
     # data
-    train_set = build_dataset(cfg.data.dataset, split="train")  # the split seed stays fixed: one test set per dataset
-    test_set = build_dataset(cfg.data.dataset, split="test")
+    # the split seed stays fixed (one test set per dataset); unreadable images stop the run unless skipped and counted
+    train_set = build_dataset(cfg.data.dataset, split="train", skip_bad_images=cfg.data.skip_bad_images)
+    test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
     num_classes = len(train_set.classes)
 
     # model
@@ -215,6 +216,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                "final_top5": record["val_top5"], "best_metric": cfg.best_metric, "best": progress["best"],
                "best_epoch": progress["best_epoch"], "ema_final_top1": record.get("ema_val_top1"),
                "device": str(device), "precision": precision, "world_size": ctx.world_size,
+               "skipped_bad_images": sorted({**getattr(train_loader, "bad_images", {}),
+                                             **getattr(test_loader, "bad_images", {})}),
                "train_seconds": time.time() - start_time}
     if ctx.is_main:
         write_json(run_dir / "summary.json", summary)

@@ -1,0 +1,21 @@
+"""The README's Python example and its two set-up commands are what a newcomer copies: keep them true."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_models_example_runs():
+    block = re.search(r"## Models\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (2, 10)
+    assert namespace["tokens"].shape == (2, 65, 192)
+    assert len(namespace["maps"]) == 12
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
+    assert commands[0].startswith("pip install torch==2.13.0") and commands[0].endswith("vitkit train")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
