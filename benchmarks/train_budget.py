@@ -1,0 +1,94 @@
+"""Real accuracy for a fixed wall-clock budget on this machine: CIFAR-10 (30 min) and Fashion-MNIST (10 min).
+
+    python benchmarks/train_budget.py                              # both, with the default budgets
+    python benchmarks/train_budget.py --only fashion_mnist --minutes 10
+
+The schedule (epochs, warmup, cosine) is sized to the budget from a short throughput calibration, so the learning
+rate reaches its floor when time runs out. Prints a table and writes benchmarks/results/train_budget.json.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vitkit.data import build_dataset
+from vitkit.report import format_table, write_json
+from vitkit.train import resolve_config, train
+from vitkit.train.trainer import build_model, pick_device, pick_precision
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+TASKS = {
+    "cifar10": dict(config="configs/cifar10_vit5_tiny.yaml", minutes=30.0, target=75.0,
+                    dataset=f"cifar10:{SHARED / 'cifar10' / 'cifar-10-batches-py'}"),
+    "fashion_mnist": dict(config="configs/fashion_mnist.yaml", minutes=10.0, target=91.0,
+                          dataset=f"fashion-mnist:{SHARED / 'fashion-mnist'}"),
+}
+
+
+def calibrate(config: str, overrides: list[str], num_classes: int, in_chans: int, steps: int = 10) -> float:
+    """Training images/s of the recipe's model step here (the input pipeline is ~100x faster, see data.py)."""
+    cfg = resolve_config(config, overrides)
+    device = pick_device(cfg.device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pick_precision(cfg.precision, device))
+    model = build_model(cfg, num_classes, in_chans).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = torch.randn(cfg.data.batch_size, model.cfg.in_chans, *model.cfg.img_size, device=device)
+    labels = torch.randint(0, num_classes, (cfg.data.batch_size,), device=device)
+    for step in range(steps + 2):
+        if step == 2:
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return steps * cfg.data.batch_size / (time.perf_counter() - start)
+
+
+def run_task(name: str, minutes: float, output_dir: Path, extra: list[str]) -> dict:
+    task = TASKS[name]
+    overrides = [f"data.dataset={task['dataset']}"] + extra
+    train_set = build_dataset(task["dataset"], split="train")
+    rate = calibrate(task["config"], overrides, len(train_set.classes), train_set.num_channels)
+    train_images = len(train_set)
+    epochs = max(1, math.floor(minutes * 60 * rate * 0.9 / train_images))  # 10% for evaluation and checkpoints
+    start = time.time()
+    schedule = [f"schedule.epochs={epochs}", f"schedule.warmup_epochs={min(5.0, epochs / 10)}"]
+    summary = train(task["config"], overrides + schedule + [f"name={name}-{int(minutes)}min",
+                                                            f"output_dir={output_dir}"]).summary
+    minutes_used = (time.time() - start) / 60
+    return dict(task=name, budget_minutes=minutes, minutes_used=round(minutes_used, 1), epochs=epochs,
+                img_s=round(summary["steps"] * resolve_config(task["config"], overrides).data.batch_size
+                            / (minutes_used * 60), 1),
+                top1=round(summary["final_top1"], 2), ema_top1=summary["ema_final_top1"], target=task["target"],
+                precision=summary["precision"], config=task["config"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(TASKS), action="append")
+    parser.add_argument("--minutes", type=float, help="override every task's budget")
+    parser.add_argument("--output-dir", default="runs/budget")
+    parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. precision=bf16")
+    args = parser.parse_args()
+    if not SHARED.exists():
+        print(f"the datasets are expected in {SHARED}", file=sys.stderr)
+        return 1
+    results = [run_task(name, args.minutes or TASKS[name]["minutes"], Path(args.output_dir), args.overrides)
+               for name in (args.only or TASKS)]
+    rows = [[r["task"], r["budget_minutes"], r["minutes_used"], r["epochs"], r["img_s"], r["top1"], r["target"],
+             r["precision"]] for r in results]
+    print(format_table(rows, ["task", "budget (min)", "used (min)", "epochs", "img/s", "top-1 (%)", "target (%)",
+                              "precision"]))
+    path = write_json(Path(__file__).parent / "results" / "train_budget.json", results)
+    print(f"\nwritten to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
