@@ -67,7 +67,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Trains from a YAML recipe plus key=value overrides; --resume continues a run from its last checkpoint."""
     from pathlib import Path
 
+    import torch
+
     from .train import TrainingInterrupted, train
+    from .train.trainer import pick_threads
 
     config = args.config
     overrides = list(args.overrides) + (["data.skip_bad_images=true"] if args.skip_bad_images else [])
@@ -77,11 +80,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume {run_dir}: no config.yaml there; pass the run folder, e.g. runs/<name>")
         config = run_dir / "config.yaml"
         overrides += [f"output_dir={run_dir.parent}", f"name={run_dir.name}"]
+    if args.init_from:
+        overrides.append(f"finetune.init_from={args.init_from}")
+    previous_threads = torch.get_num_threads()
+    pick_threads(torch.device("cpu"))  # the cores other processes leave free; the run's first log line says how many
     try:
         train(config, overrides, resume=bool(args.resume))
     except TrainingInterrupted as stopped:
         print(f"vitkit train: {stopped}", file=sys.stderr)
         return 130
+    finally:
+        torch.set_num_threads(previous_threads)  # main() may be called in-process (tests, notebooks)
     return 0
 
 
@@ -151,6 +160,9 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML recipe (default: the built-in digits recipe)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue runs/<name> from checkpoints/last")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="fine-tune from a checkpoint (vitkit, timm, HF, ViT-5) or a run folder; same as "
+                             "finetune.init_from=CHECKPOINT")
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip unreadable images (listed in summary.json) instead of stopping")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-3 schedule.epochs=5")
@@ -225,6 +237,48 @@ def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Images/s, FLOP/s and fraction of the measured matmul peak of one preset, optionally beside a plain ViT."""
+    import torch
+
+    from .bench import Timing, bench
+    from .report import write_json
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or previous_threads)
+    timing = Timing(min_time=args.min_time, repeats=args.repeats, warmup=args.warmup)
+    try:
+        records = bench(args.model, batch=args.batch, dtype=args.dtype, train=args.train, compile_=args.compile,
+                        baseline=args.baseline, device=args.device, timing=timing)
+    finally:
+        torch.set_num_threads(previous_threads)
+    rows = [[r["impl"], r["mode"], r["dtype"], r["batch"], r["threads"], round(r["img_s"], 1),
+             round(r["ratio_to_vitkit"], 2), round(r["gflop_s"], 1), round(100 * r["peak_fraction"], 1),
+             round(r["first_call_s"], 1), "n/a" if r["peak_mem_mib"] is None else round(r["peak_mem_mib"])]
+            for r in records]
+    print(format_table(rows, ["impl", "mode", "dtype", "batch", "threads", "img/s", "x vitkit", "GFLOP/s",
+                              "% peak", "1st call s", "peak MiB"]))
+    print(f"measured {args.dtype} matmul peak: {records[0]['peak_gflop_s']:.0f} GFLOP/s")
+    if args.json:
+        print(f"written to {write_json(args.json, records)}")
+    return 0
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="preset name, e.g. vit_cifar_patch4_32")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (first call s = compile time)")
+    parser.add_argument("--train", action="store_true", help="time a full training step instead of inference")
+    parser.add_argument("--baseline", action="store_true", help="also time a plain PyTorch ViT with the same weights")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    parser.add_argument("--json", help="also write the records to this JSON file")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "models": (cmd_models, lambda p: p.add_argument("pattern", nargs="?", default="*",
                                                     help="shell-style filter, e.g. 'vit5_*'"),
@@ -238,6 +292,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "data": (cmd_data, _data_arguments, "inspect a dataset: `vitkit data check SPEC`"),
     "convert": (cmd_convert, _convert_arguments, "convert a timm / HF / ViT-5 checkpoint to vitkit's format"),
     "analyze": (cmd_analyze, _analyze_arguments, "Fig. 7 analyses, attention maps and Grad-CAM as PNGs + report.html"),
+    "bench": (cmd_bench, _bench_arguments, "images/s, FLOP/s and share of matmul peak, optionally beside a plain ViT"),
 }
 
 

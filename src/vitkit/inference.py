@@ -22,13 +22,18 @@ def load_model(source: str | Path, device: str | torch.device = "cpu") -> torch.
     """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads."""
     from .checkpoints import from_pretrained
 
+    return from_pretrained(resolve_checkpoint(source)).to(device).eval()
+
+
+def resolve_checkpoint(source: str | Path) -> Path:
+    """A run folder stands for its best checkpoint (else its last); anything else is returned as it is."""
     path = Path(source)
     if (path / "checkpoints").is_dir():
         best, last = path / "checkpoints" / "best", path / "checkpoints" / "last"
         if not (best.exists() or last.exists()):
             raise ValueError(f"run {path} has no checkpoint yet (checkpoints/best or checkpoints/last)")
         path = best if best.exists() else last
-    return from_pretrained(path).to(device).eval()
+    return path
 
 
 def class_names(model: torch.nn.Module) -> list[str]:

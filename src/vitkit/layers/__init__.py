@@ -8,11 +8,12 @@ from .mlp import GluMlp, Mlp, make_mlp
 from .norm import RMSNorm, TokenGroupNorm, make_norm
 from .patch_embed import PatchEmbed, check_image
 from .pooling import TokenPool
+from .prompt import PromptTokens
 from .pos_embed import alibi_2d_bias, resample_pos_embed, sincos_2d
 from .rope import apply_rope, rope_angles, rope_frequencies, rope_tables
 
 __all__ = [
     "Attention", "Block", "DropPath", "drop_path_rates", "SigmoidGate", "LayerScale", "GluMlp", "Mlp", "make_mlp",
-    "RMSNorm", "TokenGroupNorm", "make_norm", "PatchEmbed", "check_image", "TokenPool", "alibi_2d_bias",
+    "RMSNorm", "TokenGroupNorm", "make_norm", "PatchEmbed", "check_image", "PromptTokens", "TokenPool", "alibi_2d_bias",
     "resample_pos_embed", "sincos_2d", "apply_rope", "rope_angles", "rope_frequencies", "rope_tables",
 ]

@@ -80,6 +80,8 @@ class ViTConfig:
     weight_init: str = "timm"
     backbone: str | None = None
     backbone_layers: tuple[int, ...] = field(default=(3, 4, 9))
+    prompt_tokens: int = 0
+    prompt_deep: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.img_size, int):
@@ -125,6 +127,9 @@ class ViTConfig:
             raise ValueError("no_embed_class only applies to pos_embed='learned'")
         if self.norm == "groupnorm" and self.embed_dim % 32:
             raise ValueError(f"norm='groupnorm' uses 32 groups; embed_dim ({self.embed_dim}) must be divisible by 32")
+        if self.prompt_tokens < 0 or (self.prompt_deep and not self.prompt_tokens):
+            raise ValueError(f"prompt_tokens={self.prompt_tokens}, prompt_deep={self.prompt_deep}: deep prompts "
+                             "need prompt_tokens >= 1 (and prompt_tokens cannot be negative)")
         if self.alibi and self.reg_rope_theta is not None:
             raise ValueError("alibi and register RoPE cannot be combined; pick one position scheme for registers")
 

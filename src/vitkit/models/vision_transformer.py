@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import (Block, PatchEmbed, TokenPool, alibi_2d_bias, drop_path_rates, make_norm, resample_pos_embed,
+from ..layers import (Block, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias, drop_path_rates, make_norm, resample_pos_embed,
                       rope_angles, rope_tables, sincos_2d)
 from .config import Preprocess, ViTConfig
 from .resnet import ResNetStem
@@ -67,6 +67,7 @@ class VisionTransformer(nn.Module):
                   attn_gate=cfg.attn_gate, ffn_gate=cfg.ffn_gate, mlp_norm=cfg.mlp_norm, mlp_bias=cfg.mlp_bias)
             for rate in rates])
         self.norm = nn.Identity() if cfg.fc_norm else make_norm(cfg.norm, dim, cfg.norm_eps)
+        self.prompt = self._new_prompt()
 
         self.pool = TokenPool(cfg.global_pool, cfg.num_class_tokens * cfg.class_token,
                               cfg.num_prefix_tokens, cfg.num_suffix_tokens)
@@ -88,6 +89,11 @@ class VisionTransformer(nn.Module):
     def _build_heads(self, num_classes: int) -> None:
         self.head = self._new_head(num_classes)
         self.head_dist = self._new_head(num_classes) if self.cfg.dist_token else None
+
+    def _new_prompt(self) -> PromptTokens | None:
+        cfg = self.cfg
+        return (PromptTokens(cfg.prompt_tokens, cfg.embed_dim, cfg.depth, cfg.prompt_deep, cfg.num_prefix_tokens)
+                if cfg.prompt_tokens else None)
 
     def _new_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
@@ -204,11 +210,17 @@ class VisionTransformer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] -> normalised tokens [B, N, D]."""
         x, rope, bias = self.embed(x)
-        for block in self.blocks:
+        if self.prompt is not None:
+            x, rope, bias = self.prompt.insert(x, rope, bias)
+        for i, block in enumerate(self.blocks):
+            if self.prompt is not None:
+                x = self.prompt.refresh(x, i)
             if self.grad_checkpointing and self.training:
                 x = checkpoint(block, x, rope, bias, use_reentrant=False)
             else:
                 x = block(x, rope, bias)
+        if self.prompt is not None:
+            x = self.prompt.remove(x)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
@@ -290,6 +302,13 @@ class VisionTransformer(nn.Module):
         device = self.patch_embed.proj.weight.device
         self._build_position_buffers()
         self.to(device)
+
+    def set_prompt_tokens(self, num_tokens: int, deep: bool = False) -> None:
+        """Visual prompt tuning: adds fresh learnable prompt tokens (deep: one set per block); 0 removes them."""
+        self.cfg = self.cfg.replace(prompt_tokens=num_tokens, prompt_deep=deep and num_tokens > 0)
+        self.prompt = self._new_prompt()
+        if self.prompt is not None:
+            self.prompt.to(self.patch_embed.proj.weight.device)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward: less memory for a little more compute."""

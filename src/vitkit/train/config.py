@@ -8,6 +8,8 @@ from typing import Any
 from ..config import from_dict, load_yaml, merge, parse_overrides, to_dict
 from ..data import AugmentConfig
 from ..models.config import ViTConfig, check_fields
+from .distill import DistillConfig
+from .finetune import FinetuneConfig
 from .losses import LOSSES
 from .optim import OPTIMIZERS
 
@@ -93,6 +95,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         choices = {"precision": (self.precision, PRECISIONS), "optim.name": (self.optim.name, OPTIMIZERS),

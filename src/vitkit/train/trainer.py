@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -18,9 +20,11 @@ from ..data import build_dataset, build_loader
 from ..models import Preprocess, create_model
 from ..report import write_json
 from .config import TrainConfig, resolve_config
+from .distill import build_criterion
 from .distributed import DistContext, all_reduce_sum, init_distributed, wrap_model
 from .ema import ModelEma
 from .evaluate import evaluate
+from .finetune import apply_mode, load_for_finetuning, unfreeze_stage
 from .losses import classification_loss
 from .optim import build_optimizer
 from .run_log import RunLog
@@ -54,6 +58,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     precision = pick_precision(cfg.precision, device)
+    threads = torch.get_num_threads()  # `vitkit train` sets it with pick_threads; the library leaves it alone
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
@@ -65,8 +70,12 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
     num_classes = len(train_set.classes)
 
-    # model
-    model = build_model(cfg, num_classes, train_set.num_channels)
+    # model: fresh, or loaded from finetune.init_from (new head, resampled positions), then frozen as the mode says
+    if cfg.finetune.init_from:
+        model, model_notes = load_for_finetuning(cfg.finetune, cfg.model, num_classes, train_set.num_channels)
+    else:
+        model, model_notes = build_model(cfg, num_classes, train_set.num_channels), []
+    model_notes += apply_mode(model, cfg.finetune)
     model.preprocess = Preprocess(mean=tuple(train_set.mean), std=tuple(train_set.std), interpolation="bicubic",
                                   crop_pct=cfg.data.augment.crop_pct)
     model.class_names = list(train_set.classes)
@@ -97,6 +106,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
                                 cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay, device)
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
+    task_loss = functools.partial(classification_loss, kind=cfg.loss.kind,
+                                  label_smoothing=cfg.data.augment.label_smoothing)
+    criterion = build_criterion(cfg.distill, model, task_loss, num_classes, device)  # + DeiT teacher if set
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     # the run folder, and where to resume from
@@ -105,6 +117,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     progress = {"epoch": 0, "step": 0, "batch": 0, "best": None, "best_epoch": None}
     if resume:
         progress = resume_from(run_dir, model, optimizer, ema, scaler, train_loader)
+        if progress["epoch"] >= cfg.schedule.epochs:
+            raise ValueError(f"{run_dir} already finished its {cfg.schedule.epochs} epochs; raise schedule.epochs "
+                             "to train longer, or start a new run")
         log.truncate_after(progress["step"], progress["epoch"])
         log.text(f"resumed {run_dir} at epoch {progress['epoch']}, step {progress['step']}")
     elif ctx.is_main:
@@ -115,8 +130,10 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log.text(f"training {model.preset_name} ({sum(p.numel() for p in model.parameters()):,} params) on "
              f"{cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {num_classes} classes; "
-             f"device {device}, precision {precision}, world size {ctx.world_size}, "
+             f"device {device}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
              f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs -> {run_dir}")
+    for note in model_notes:
+        log.text(note)
 
     train_model = wrap_model(model, ctx, cfg.distributed, device)
     if cfg.compile:
@@ -138,6 +155,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         for epoch in range(progress["epoch"], cfg.schedule.epochs):
             if progress["batch"] == 0:
                 train_loader.set_epoch(epoch)
+            stage_note = unfreeze_stage(model, epoch, cfg.finetune)
+            if stage_note:
+                log.text(stage_note)
             train_model.train()
             epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.time()
             bar = tqdm(total=len(train_loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
@@ -150,8 +170,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
                 with (contextlib.nullcontext() if sync else train_model.no_sync()), autocast():
-                    loss = classification_loss(train_model(images), targets, cfg.loss.kind,
-                                               cfg.data.augment.label_smoothing)
+                    loss = criterion(train_model(images), images, targets)
                 if not math.isfinite(loss.item()):
                     raise NonFiniteLossError(
                         f"loss became {loss.item()} at step {progress['step']} (epoch {epoch + 1}); the last good "
@@ -203,8 +222,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                 if ctx.is_main:
                     best_model = ema.module if cfg.best_metric.startswith("ema_") else model
                     save_checkpoint(run_dir / "checkpoints", "best", best_model, None)
+            log.metrics(record)  # before the checkpoint: a resumed run rewrites records past it, never loses one
             save_last()
-            log.metrics(record)
             log.plot_curves()
             ema_note = f", EMA {record['ema_val_top1']:.2f}%" if ema else ""
             log.text(f"epoch {epoch + 1}/{cfg.schedule.epochs}: train loss {record['train_loss']:.4f}, "
@@ -284,6 +303,18 @@ def pick_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
+
+
+def pick_threads(device: torch.device) -> int:
+    """CPU threads = cores not already busy: OpenMP spin-waits on oversubscribed cores (10x slower steps measured).
+
+    OMP_NUM_THREADS, when set, wins; on GPU the setting is left alone.
+    """
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        busy = round(os.getloadavg()[0])
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores - busy))
+    return torch.get_num_threads()
 
 
 def default_run_name(cfg: TrainConfig) -> str:

@@ -1,0 +1,163 @@
+"""Transfer: does pre-training on CIFAR-10 help on Fashion-MNIST, and how much does each fine-tuning mode recover?
+
+    python benchmarks/transfer.py                                   # defaults: about 6 minutes on 2 cores
+    python benchmarks/transfer.py --pretrain-seconds 60 --finetune-seconds 30 --distill-seconds 30
+
+One run, one device: a tiny ViT is pre-trained on CIFAR-10 for a fixed wall-clock budget, then adapted to
+Fashion-MNIST (28x28 gray -> 32x32 RGB, new zero-initialised 10-class head) with the same budget for each of:
+linear probe (features cached once), visual prompt tuning (deep prompts, frozen body), full fine-tuning, and the
+same model trained from scratch. Then DeiT distillation on CIFAR-10: a smaller student with a distillation token,
+taught by the pre-trained model (hard distillation), against the same student without a teacher, same budget.
+Prints one table per part; writes benchmarks/results/transfer.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from vitkit import create_model
+from vitkit.data import AugmentConfig, build_dataset, build_loader
+from vitkit.report import format_table, write_json
+from vitkit.train.distill import DistillationLoss
+from vitkit.train.evaluate import evaluate
+from vitkit.train.finetune import FinetuneConfig, apply_mode, linear_probe
+from vitkit.train.optim import build_optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHER = dict(img_size=32, patch_size=4, embed_dim=96, depth=4, num_heads=3, in_chans=3)
+STUDENT = dict(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=2, in_chans=3, dist_token=True)
+AUGMENT = AugmentConfig(crop="pad", padding=4, hflip=0.5)
+
+
+def subset(dataset, count: int):
+    """The first `count` images: a fixed evaluation set small enough for a CPU budget."""
+    return dataclasses.replace(dataset, images=dataset.images[:count], labels=dataset.labels[:count])
+
+
+def loaders(spec: str, batch_size: int, eval_images: int):
+    train_set, test_set = build_dataset(spec, "train"), subset(build_dataset(spec, "test"), eval_images)
+    make = lambda data, train: build_loader(data, batch_size=batch_size if train else 512, train=train,  # noqa: E731
+                                            augment=AUGMENT, img_size=32, in_chans=3, num_workers=0,
+                                            mean=train_set.mean, std=train_set.std)
+    return make(train_set, True), make(test_set, False)
+
+
+def train_for(model: torch.nn.Module, loader, seconds: float, lr: float,
+              loss_fn: Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> int:
+    """AdamW with a cosine decay over wall-clock time, for `seconds`; returns the number of steps taken."""
+    loss_fn = loss_fn or (lambda out, images, targets: F.cross_entropy(out, targets))
+    optimizer = build_optimizer(model, "adamw", lr, 0.05, (0.9, 0.999), 1e-8, 0.9, None, torch.device("cpu"))
+    model.train()
+    start, steps, epoch = time.perf_counter(), 0, 0
+    while True:
+        loader.set_epoch(epoch)
+        for images, targets in loader:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return steps
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"] * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+            loss = loss_fn(model(images), images, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        epoch += 1
+
+
+def top1(model: torch.nn.Module, loader) -> float:
+    return evaluate(model, loader, 10, torch.device("cpu"))["top1"]
+
+
+def transfer(pretrained: torch.nn.Module, args) -> list[list]:
+    """The four ways to Fashion-MNIST, each with the same budget, from the same pre-trained weights."""
+    train_loader, test_loader = loaders(f"fashion-mnist:{args.fashion}", args.batch_size, args.eval_images)
+    rows = []
+    for mode, lr in (("linear probe", None), ("prompt tuning", 1e-2), ("full fine-tuning", 5e-4),
+                     ("from scratch", 1e-3)):
+        torch.manual_seed(0)
+        model = create_model("vit_cifar_patch4_32", **TEACHER, num_classes=10)
+        if mode != "from scratch":
+            model.load_state_dict(pretrained.state_dict())
+            model.reset_classifier(10)
+        start = time.perf_counter()
+        if mode == "linear probe":
+            probe_loader = build_loader(subset(train_loader.dataset, args.probe_images), batch_size=512, train=False,
+                                        augment=AUGMENT, img_size=32, in_chans=3, num_workers=0,
+                                        mean=train_loader.dataset.mean, std=train_loader.dataset.std)
+            scores, steps = linear_probe(model, probe_loader, test_loader, epochs=50, lr=1e-2), "-"
+            accuracy = scores["test_top1"]
+        else:
+            if mode == "prompt tuning":
+                apply_mode(model, FinetuneConfig(mode="prompt", prompt_tokens=8, prompt_deep=True))
+            steps = train_for(model, train_loader, args.finetune_seconds, lr)
+            accuracy = top1(model, test_loader)
+        trained = model.head.parameters() if mode == "linear probe" else model.parameters()
+        trainable = sum(p.numel() for p in trained if p.requires_grad)
+        rows.append([mode, round(accuracy, 2), steps, trainable, round(time.perf_counter() - start, 1)])
+        print(rows[-1], flush=True)
+    return rows
+
+
+def distillation(teacher: torch.nn.Module, args) -> list[list]:
+    """The same small student with and without the pre-trained teacher, same budget, on CIFAR-10."""
+    train_loader, test_loader = loaders(f"cifar10:{args.cifar}", args.batch_size, args.eval_images)
+    teacher.eval().requires_grad_(False)
+    rows = [["teacher (pre-trained)", round(top1(teacher, test_loader), 2), "-"]]
+    for name, teach in (("student, no teacher", None), ("student, hard distillation", teacher)):
+        torch.manual_seed(0)
+        student = create_model("vit_cifar_patch4_32", **STUDENT, num_classes=10)
+        student.distilled_training = teach is not None
+        loss = DistillationLoss(F.cross_entropy, teach, kind="hard", alpha=0.5)
+        task = (lambda out, images, targets: F.cross_entropy(out[0] if isinstance(out, tuple) else out, targets))
+        steps = train_for(student, train_loader, args.distill_seconds, 1e-3, loss if teach is not None else task)
+        rows.append([name, round(top1(student, test_loader), 2), steps])
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrain-seconds", type=float, default=120, help="CIFAR-10 pre-training budget")
+    parser.add_argument("--finetune-seconds", type=float, default=45, help="budget of each fine-tuning mode")
+    parser.add_argument("--distill-seconds", type=float, default=45, help="budget of each student (0: skip)")
+    parser.add_argument("--probe-images", type=int, default=10000, help="training images the linear probe caches")
+    parser.add_argument("--eval-images", type=int, default=2000, help="test images each accuracy is measured on")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--cifar", default=str(ROOT.parent / "shared/datasets/cifar10/cifar-10-batches-py"))
+    parser.add_argument("--fashion", default=str(ROOT.parent / "shared/datasets/fashion-mnist"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/transfer.json"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    pretrained = create_model("vit_cifar_patch4_32", **TEACHER, num_classes=10)
+    cifar_train, cifar_test = loaders(f"cifar10:{args.cifar}", args.batch_size, args.eval_images)
+    steps = train_for(pretrained, cifar_train, args.pretrain_seconds, 1e-3)
+    cifar_top1 = top1(pretrained, cifar_test)
+    print(f"pre-trained on CIFAR-10: {steps} steps in {args.pretrain_seconds:.0f}s, top-1 {cifar_top1:.2f}%")
+
+    rows = transfer(pretrained, args)
+    print(f"\nFashion-MNIST (32x32 RGB), {args.finetune_seconds:.0f}s per mode, {args.eval_images} test images:")
+    print(format_table(rows, ["mode", "top-1 (%)", "steps", "trainable params", "seconds"]))
+    distill_rows = distillation(pretrained, args) if args.distill_seconds > 0 else []
+    if distill_rows:
+        print(f"\nCIFAR-10 distillation, {args.distill_seconds:.0f}s per student, {args.eval_images} test images:")
+        print(format_table(distill_rows, ["model", "top-1 (%)", "steps"]))
+    write_json(Path(args.out), {
+        "settings": vars(args), "machine": platform.platform(), "threads": torch.get_num_threads(),
+        "pretrain": {"steps": steps, "cifar10_top1": cifar_top1, "model": TEACHER},
+        "transfer": [dict(zip(["mode", "top1", "steps", "trainable_params", "seconds"], r)) for r in rows],
+        "distillation": [dict(zip(["model", "top1", "steps"], r)) for r in distill_rows], "student": STUDENT})
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
