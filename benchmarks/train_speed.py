@@ -1,0 +1,79 @@
+"""vitkit beside a plain PyTorch ViT (same weights, same process, alternating repeats): inference and training.
+
+    python benchmarks/train_speed.py                              # the three models of issue 8, a few minutes
+    python benchmarks/train_speed.py --models vit_cifar_patch4_32 --threads 1 --min-time 0.5
+
+Prints a table and writes benchmarks/results/train_speed.json. timm is not compared when it cannot be imported.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from vitkit.bench import Timing, bench, plain_twin_gaps
+from vitkit.models import create_model
+from vitkit.report import format_table, write_json
+
+BATCHES = {"vit_cifar_patch4_32": 64, "vit_small_patch16_224": 8, "vit5_small_patch16_224": 8}
+
+
+def run(models: list[str], dtypes: list[str], timing: Timing) -> list[dict]:
+    """Every model x {inference, training} x dtype, each with its plain twin when the architecture allows one."""
+    records = []
+    for name in models:
+        with torch.device("meta"):
+            baseline = not plain_twin_gaps(create_model(name).cfg)
+        for train in (False, True):
+            for dtype in dtypes:
+                found = bench(name, BATCHES.get(name, 16), dtype, train=train, baseline=baseline, timing=timing)
+                for record in found:
+                    record["load_avg"] = round(os.getloadavg()[0], 2)
+                    print(f"{name} {record['mode']} {dtype} {record['impl']}: {record['img_s']:.1f} img/s",
+                          file=sys.stderr, flush=True)
+                records += found
+    return records
+
+
+def table(records: list[dict]) -> str:
+    """One row per measurement, with the speed ratio to vitkit fp32 of the same model and mode."""
+    fp32 = {(r["model"], r["mode"]): r["img_s"] for r in records if r["impl"] == "vitkit" and r["dtype"] == "fp32"}
+    rows = [[r["model"], r["mode"], r["impl"], r["dtype"], r["batch"], round(r["img_s"], 1),
+             round(r["ratio_to_vitkit"], 2), round(r["img_s"] / fp32[r["model"], r["mode"]], 2),
+             round(r["gflop_s"], 1), round(100 * r["peak_fraction"], 1), r["load_avg"]] for r in records]
+    headers = ["model", "mode", "impl", "dtype", "batch", "img/s", "x vitkit same dtype", "x vitkit fp32",
+               "GFLOP/s", "% dtype peak", "load"]
+    return format_table(rows, headers)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(BATCHES))
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = run(args.models, args.dtypes, Timing(args.min_time, args.repeats))
+    print(table(records))
+    try:
+        import timm  # noqa: F401
+        timm_note = "timm is importable, but this script does not compare it yet"
+    except ImportError as missing:
+        timm_note = f"timm not compared: {missing}"
+    print(timm_note)
+    env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+               load_avg=os.getloadavg(), timm=timm_note)
+    print(f"\nwritten to {write_json(args.out, dict(environment=env, results=records))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Speed of a model on this device: images/s, achieved FLOP/s and its fraction of the measured matmul peak.
+
+Side by side, vitkit is timed against a plain PyTorch ViT with the same weights (PlainViT below), in the same
+process with alternating repeats, so ratios stay meaningful on a shared, noisy machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .models import create_model
+from .models.profile import count_flops
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long to measure: `repeats` timed runs of at least `min_time` seconds after `warmup` calls."""
+
+    min_time: float = 1.0
+    repeats: int = 3
+    warmup: int = 2
+
+
+# ----- arithmetic ---------------------------------------------------------------------------------------------------
+def achieved_flops(images_per_s: float, forward_flops_per_image: float, train: bool) -> float:
+    """FLOP/s actually done: a training step costs forward + backward = 3x the forward FLOPs."""
+    return images_per_s * forward_flops_per_image * (3 if train else 1)
+
+
+def matmul_flops(size: int) -> int:
+    """FLOPs of one size x size x size matmul (a multiply and an add per term)."""
+    return 2 * size ** 3
+
+
+# ----- timing -------------------------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_rate(fn: Callable[[], Any], work: float, min_time: float, device: torch.device) -> float:
+    """Work units per second over one timed repeat of at least `min_time` seconds."""
+    _sync(device)
+    start, done = time.perf_counter(), 0.0
+    while True:
+        fn()
+        done += work
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return done / elapsed
+
+
+def alternating_rates(fns: dict[str, Callable[[], Any]], work: float, timing: Timing,
+                      device: torch.device) -> dict[str, float]:
+    """Median rate of each function, with their repeats interleaved so load changes hit all of them alike."""
+    for fn in fns.values():
+        for _ in range(timing.warmup):
+            fn()
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(timing.repeats):
+        for name, fn in fns.items():
+            rates[name].append(_timed_rate(fn, work, timing.min_time, device))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def peak_matmul_flops(dtype: torch.dtype, device: torch.device, timing: Timing, size: int = 2048) -> float:
+    """The device's measured dense matmul FLOP/s for this dtype: the yardstick for model FLOPs utilisation."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    return alternating_rates({"mm": lambda: a @ b}, matmul_flops(size), timing, device)["mm"]
+
+
+# ----- the plain baseline -------------------------------------------------------------------------------------------
+class PlainAttention(nn.Module):
+    """Textbook multi-head attention over SDPA."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+
+class PlainMlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class PlainBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, hidden: int, qkv_bias: bool, eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = PlainAttention(dim, heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = PlainMlp(dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PlainViT(nn.Module):
+    """The ViT a competent user writes in an afternoon; parameter names match vitkit's so weights load as they are."""
+
+    def __init__(self, img_size: int, patch: int, dim: int, depth: int, heads: int, hidden: int, num_classes: int,
+                 in_chans: int = 3, qkv_bias: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(in_chans, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + (img_size // patch) ** 2, dim))
+        self.blocks = nn.ModuleList([PlainBlock(dim, heads, hidden, qkv_bias, eps) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x)[:, 0])
+
+
+def plain_twin_gaps(cfg: Any) -> list[str]:
+    """The config fields (as 'field=value') that a PlainViT cannot reproduce; empty when it can."""
+    plain = dict(mlp="gelu", norm="layernorm", qk_norm=False, init_values=None, class_token=True, num_class_tokens=1,
+                 dist_token=False, reg_tokens=0, pos_embed="learned", no_embed_class=False, rope=False, alibi=False,
+                 global_pool="token", fc_norm=False, representation_size=None, backbone=None, attn_gate=False,
+                 ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True)
+    gaps = [f"{key}={getattr(cfg, key)!r}" for key, value in plain.items() if getattr(cfg, key) != value]
+    return gaps + ([f"img_size={cfg.img_size!r}"] if cfg.img_size[0] != cfg.img_size[1] else [])
+
+
+def plain_twin(model: nn.Module) -> PlainViT:
+    """A PlainViT with `model`'s architecture and weights; raises if the config is beyond a plain ViT."""
+    cfg = model.cfg
+    gaps = plain_twin_gaps(cfg)
+    if gaps:
+        raise ValueError(f"the plain baseline only covers the original ViT; this model has {', '.join(gaps)}")
+    twin = PlainViT(cfg.img_size[0], cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden_dim,
+                    cfg.num_classes, cfg.in_chans, cfg.qkv_bias, cfg.norm_eps)
+    twin.load_state_dict(model.state_dict())
+    return twin.to(next(model.parameters()).device)
+
+
+# ----- one benchmark ------------------------------------------------------------------------------------------------
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+def inference_fn(model: nn.Module, x: torch.Tensor, dtype: str) -> Callable[[], Any]:
+    """One no-grad forward pass under the chosen precision."""
+    model.eval()
+
+    def step() -> torch.Tensor:
+        with torch.inference_mode(), _autocast(x.device, dtype):
+            return model(x)
+    return step
+
+
+def train_fn(model: nn.Module, x: torch.Tensor, dtype: str, num_classes: int) -> Callable[[], Any]:
+    """One full training step: forward, cross-entropy, backward, AdamW (fused on CUDA and CPU)."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    y = torch.randint(0, num_classes, (x.shape[0],), device=x.device)
+
+    def step() -> None:
+        with _autocast(x.device, dtype):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def fused_attention_ok(model: nn.Module, x: torch.Tensor, dtype: str) -> bool | None:
+    """On CUDA, whether attention runs a flash / memory-efficient SDPA kernel (checked by refusing the math path)."""
+    if x.device.type != "cuda":
+        return None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    try:
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]), torch.no_grad(), \
+                _autocast(x.device, dtype):
+            model(x)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _first_call_seconds(fn: Callable[[], Any], device: torch.device) -> float:
+    """The first call's time: with --compile this is the compile time."""
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, compile_: bool = False,
+          baseline: bool = False, device: str = "cpu", timing: Timing = Timing()) -> list[dict[str, Any]]:
+    """Benchmarks one preset (and its plain twin): one record per implementation."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {tuple(DTYPES)}")
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = create_model(name).to(dev)
+    cfg = model.cfg
+    models = {"vitkit": model}
+    if baseline:
+        models["plain"] = plain_twin(model)
+    x = torch.randn(batch, cfg.in_chans, *cfg.img_size, device=dev)
+    flops = count_flops(model, cfg.img_size, cfg.in_chans)
+    make = functools.partial(train_fn, num_classes=cfg.num_classes) if train else inference_fn
+    fns, first = {}, {}
+    for label, module in models.items():
+        runnable = torch.compile(module) if compile_ else module
+        fns[label] = make(runnable, x, dtype)
+        first[label] = _first_call_seconds(fns[label], dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    rates = alternating_rates(fns, batch, timing, dev)
+    memory = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None  # max over impls
+    fused = {label: fused_attention_ok(module, x, dtype) for label, module in models.items()}
+    peak = peak_matmul_flops(DTYPES[dtype], dev, timing)
+    records = []
+    for label, rate in rates.items():
+        achieved = achieved_flops(rate, flops, train)
+        records.append(dict(model=name, impl=label, mode="train" if train else "infer", dtype=dtype, batch=batch,
+                            compile=compile_, threads=torch.get_num_threads(), img_s=rate,
+                            ratio_to_vitkit=rate / rates["vitkit"], gflop_s=achieved / 1e9,
+                            peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak,
+                            first_call_s=first[label], peak_mem_mib=memory, fused_sdpa=fused[label]))
+    return records

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+import torch
+
+from vitkit import create_model
+from vitkit.bench import PlainViT, achieved_flops, matmul_flops, plain_twin
+from vitkit.cli import main
+
+
+def test_bench_smoke_writes_table_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "vit_cifar_patch4_32", "--batch", "2", "--train", "--baseline", "--threads", "1",
+            "--min-time", "0.01", "--repeats", "1", "--warmup", "0", "--json", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "vitkit" in text and "plain" in text and "matmul peak" in text
+    records = json.loads(out.read_text())
+    assert [r["impl"] for r in records] == ["vitkit", "plain"]
+    assert all(r["img_s"] > 0 and 0 < r["peak_fraction"] for r in records)
+
+
+def test_flop_arithmetic():
+    assert matmul_flops(4) == 128
+    assert achieved_flops(10.0, 2e9, train=False) == 2e10
+    assert achieved_flops(10.0, 2e9, train=True) == 6e10
+
+
+@pytest.mark.parametrize("name", ["vit_cifar_patch4_32", "vit_tiny_patch16_224"])
+def test_plain_baseline_matches_vitkit_logits_and_gradients(name):
+    torch.manual_seed(0)
+    model = create_model(name, img_size=32, num_classes=10) if "224" in name else create_model(name)
+    with torch.no_grad():  # non-trivial tokens and positions, so a mix-up of their order would show
+        model.cls_token.normal_()
+        model.pos_embed.normal_()
+    twin = plain_twin(model)
+    assert isinstance(twin, PlainViT)
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(twin(x), model(x), rtol=1e-5, atol=1e-5)
+    model(x).square().sum().backward()
+    twin(x).square().sum().backward()
+    torch.testing.assert_close(twin.blocks[0].attn.qkv.weight.grad, model.blocks[0].attn.qkv.weight.grad,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_plain_baseline_refuses_architectures_it_does_not_cover():
+    with pytest.raises(ValueError, match="rope=True"):
+        plain_twin(create_model("vit5_small_patch16_224", img_size=32))
+
+
+def test_pick_threads_leaves_the_busy_cores_alone(monkeypatch):
+    from vitkit.train.trainer import pick_threads
+
+    previous = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    try:
+        monkeypatch.setattr("os.getloadavg", lambda: (1.2, 0.0, 0.0))
+        assert pick_threads(torch.device("cpu")) == 3
+        monkeypatch.setattr("os.getloadavg", lambda: (9.0, 0.0, 0.0))
+        assert pick_threads(torch.device("cpu")) == 1
+    finally:
+        torch.set_num_threads(previous)
