@@ -11,11 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from .data import AugmentConfig, BadImageError, build_dataset, build_loader  # noqa: E402
 from .data.decode import is_image_file, load_rgb  # noqa: E402
 from .data.loader import cover_and_center  # noqa: E402
 from .data.transforms import EvalTransform, scale_size  # noqa: E402
+from .models.config import Preprocess  # noqa: E402
 
 
 def load_model(source: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -37,8 +39,7 @@ def resolve_checkpoint(source: str | Path) -> Path:
 
 
 def class_names(model: torch.nn.Module) -> list[str]:
-    names = getattr(model, "class_names", None)
-    return list(names) if names else [str(i) for i in range(model.cfg.num_classes)]
+    return list(model.class_names or [str(i) for i in range(model.cfg.num_classes)])
 
 
 def evaluate_on(model: torch.nn.Module, spec: str, split: str = "test", batch_size: int = 256,
@@ -96,7 +97,7 @@ def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
         elif item.is_file():
             paths.append(item)
         else:
-            raise ValueError(f"{item} does not exist")
+            raise ValueError(f"{item}: no such file or folder")
     if not paths:
         raise ValueError(f"no image files found in {', '.join(map(str, inputs))}")
     return paths
@@ -114,7 +115,11 @@ def predict(model: torch.nn.Module, inputs: Sequence[str | Path], topk: int = 5,
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        images = transform(torch.stack([_eval_crop(p, model) for p in chunk])).to(device)
+        try:
+            arrays = [eval_image(p, cfg.img_size, cfg.in_chans, prep) for p in chunk]
+        except BadImageError as error:
+            raise ValueError(str(error)) from None
+        images = transform(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)).to(device)
         probs = model(images).float().softmax(-1)
         values, indices = probs.topk(k, dim=-1)
         for path, vals, idxs in zip(chunk, values.tolist(), indices.tolist()):
@@ -122,17 +127,12 @@ def predict(model: torch.nn.Module, inputs: Sequence[str | Path], topk: int = 5,
     return results
 
 
-def _eval_crop(path: Path, model: torch.nn.Module) -> torch.Tensor:
-    """uint8 [C, H, W]: upright RGB (L for single-channel models), resized and centre-cropped as at evaluation."""
-    try:
-        image = load_rgb(path)
-    except BadImageError as error:
-        raise ValueError(str(error)) from None
-    prep, cfg = model.preprocess, model.cfg
-    resample = {"bilinear": 2, "bicubic": 3}[prep.interpolation]
-    image = cover_and_center(image, scale_size(cfg.img_size, prep.crop_pct), cfg.img_size, resample)
-    if cfg.in_chans == 1:
-        image = image.convert("L")
-    array = np.asarray(image, dtype=np.uint8)
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(array.copy())
+def eval_image(path: str | Path, img_size: tuple[int, int], in_chans: int, preprocess: Preprocess) -> np.ndarray:
+    """uint8 [H, W, C] of one file: upright RGB (L for 1-channel models), resized and centre-cropped as at evaluation."""
+    image = load_rgb(path)
+    if preprocess.interpolation.upper() not in Image.Resampling.__members__:
+        raise ValueError(f"unknown interpolation {preprocess.interpolation!r}; use bicubic, bilinear, nearest or lanczos")
+    resample = Image.Resampling[preprocess.interpolation.upper()]
+    image = cover_and_center(image, scale_size(img_size, preprocess.crop_pct), img_size, resample)
+    array = np.asarray(image.convert("L") if in_chans == 1 else image, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array

@@ -1,0 +1,62 @@
+"""Images for analysis: read with PIL, resized and cropped with the model's own eval preprocessing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import BadImageError
+from ..inference import eval_image, image_paths
+from ..models.config import Preprocess
+
+
+@dataclass
+class ImageSet:
+    """Images ready to show ([B, H, W, C] in [0, 1]) with their names, and the files that could not be read."""
+
+    pixels: np.ndarray
+    names: list[str]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    synthetic: bool = False
+
+
+def read_image(path: Path, size: tuple[int, int], in_chans: int, prep: Preprocess) -> np.ndarray:
+    """One image file as [H, W, C] floats in [0, 1] at the model's input size, preprocessed as at evaluation."""
+    if in_chans not in (1, 3):
+        raise ValueError(f"images can be read for 1- or 3-channel models; this model takes {in_chans} channels")
+    return eval_image(path, size, in_chans, prep).astype(np.float32) / 255.0
+
+
+def load_images(paths: Sequence[str | Path], size: tuple[int, int], in_chans: int, prep: Preprocess) -> ImageSet:
+    """Reads every file it can; unreadable ones are listed by name with the reason instead of stopping the run."""
+    pixels, names, unreadable = [], [], []
+    for path in image_paths(paths):
+        try:
+            pixels.append(read_image(path, size, in_chans, prep))
+            names.append(path.name)
+        except BadImageError as error:
+            unreadable.append((str(error.path), error.reason))
+    empty = np.zeros((0, *size, in_chans), dtype=np.float32)
+    return ImageSet(np.stack(pixels) if pixels else empty, names, unreadable)
+
+
+def synthetic_images(count: int, size: tuple[int, int], in_chans: int, seed: int = 0) -> ImageSet:
+    """Smooth random colour fields, for when no images are given: enough to measure attention distances."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, in_chans, 4, 4, generator=generator)
+    smooth = F.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    pixels = smooth.permute(0, 2, 3, 1).numpy()
+    return ImageSet(pixels, [f"synthetic-{i}" for i in range(count)], synthetic=True)
+
+
+def to_model_input(pixels: np.ndarray, prep: Preprocess) -> torch.Tensor:
+    """[B, H, W, C] pixels in [0, 1] -> the normalised [B, C, H, W] batch the model expects."""
+    batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+    channels = batch.shape[1]
+    mean = torch.tensor(prep.mean[:channels]).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std[:channels]).view(1, -1, 1, 1)
+    return (batch - mean) / std

@@ -1,0 +1,218 @@
+"""`analyze`: measure everything over a set of images in one pass, draw the pictures, write report.html."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..models.vision_transformer import VisionTransformer
+from ..report import write_json
+from . import attention as attn
+from .distance import distance_table, mean_attention_distance, plot_attention_distance
+from .filters import filter_components, filters_message, plot_filter_components
+from .gradcam import grad_cam
+from .images import ImageSet, to_model_input
+from .position import plot_position_similarity, position_message, position_similarity, position_table
+from .report import Section, write_report
+from .tokens import NO_CLASS_TOKEN_MESSAGE, TokenLayout, token_layout
+
+
+@dataclass
+class Measurements:
+    """Numbers gathered over the images: distances for all, maps for the first `show` images."""
+
+    distances: list[torch.Tensor] = field(default_factory=list)
+    head_maps: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    rollout: list[torch.Tensor] = field(default_factory=list)
+    gradcam: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+    registers: list[torch.Tensor] = field(default_factory=list)
+    register_share: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class AnalysisResult:
+    """What `analyze` wrote, the messages it had for the reader, and the [layers, heads] distance table."""
+
+    files: dict[str, Path]
+    messages: list[str]
+    distances: np.ndarray
+
+
+def resolve_layers(layers: Sequence[int], depth: int) -> list[int]:
+    """Layer indices made non-negative (-1 is the last block), each checked against the model's depth."""
+    resolved = []
+    for layer in layers:
+        if not -depth <= layer < depth:
+            raise ValueError(f"layer {layer} does not exist: this model has {depth} blocks (0..{depth - 1}, "
+                             "or negative indices from the end such as -1)")
+        resolved.append(layer % depth)
+    return sorted(set(resolved))
+
+
+def measure(model: VisionTransformer, images: ImageSet, layers: Sequence[int], show: int,
+            batch_size: int = 16, device: str | torch.device = "cpu") -> Measurements:
+    """One pass over the images: attention distances of every image, attention and Grad-CAM maps of the first few."""
+    found = Measurements(head_maps={layer: [] for layer in layers})
+    with tqdm(total=len(images.names), desc="analyzing images", unit="image") as progress:
+        for start in range(0, len(images.names), batch_size):
+            batch = to_model_input(images.pixels[start:start + batch_size], model.preprocess).to(device)
+            maps = attn.collect_attention(model, batch)
+            layout = token_layout(model.cfg, maps[0].shape[-1])
+            found.distances.append(torch.stack([mean_attention_distance(p, layout) for p in maps], 1).cpu())
+            keep = max(0, min(show - start, len(batch)))
+            if keep:
+                _keep_maps(model, batch[:keep], [p[:keep] for p in maps], layout, layers, found)
+            progress.update(len(batch))
+    return found
+
+
+def _keep_maps(model: VisionTransformer, batch: torch.Tensor, maps: list[torch.Tensor], layout: TokenLayout,
+               layers: Sequence[int], found: Measurements) -> None:
+    for layer in layers:
+        found.head_maps[layer].append(attn.class_attention(maps[layer], layout).cpu())
+    found.rollout.append(attn.rollout_map(attn.attention_rollout(maps), layout).cpu())
+    cam, targets = grad_cam(model, batch)
+    found.gradcam.append(cam.cpu())
+    found.targets.append(targets.cpu())
+    if layout.num_registers:
+        found.registers.append(attn.register_attention(maps[-1], layout).cpu())
+        found.register_share.append(torch.stack([attn.register_share(p, layout) for p in maps], 1).cpu())
+
+
+def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, layers: Sequence[int] = (-1,),
+            show: int = 8, batch_size: int = 16, device: str | torch.device = "cpu",
+            title: str = "vitkit analysis", notes: Sequence[str] = ()) -> AnalysisResult:
+    """Writes every picture of the analysis, attention_distance.json and a self-contained report.html into out_dir."""
+    if not images.names:
+        raise ValueError("no readable images to analyse; pass --images with at least one image file or folder")
+    if tuple(images.pixels.shape[1:3]) != model.cfg.img_size:
+        raise ValueError(f"images are {images.pixels.shape[1]}x{images.pixels.shape[2]} but the model takes "
+                         f"{model.cfg.img_size[0]}x{model.cfg.img_size[1]}; read them with "
+                         "load_images(paths, model.cfg.img_size, model.cfg.in_chans, model.preprocess)")
+    if show < 1:
+        raise ValueError(f"show={show}: at least one image must be drawn; pass a positive number")
+    out = Path(out_dir)
+    model = model.eval().to(device)
+    layers = resolve_layers(layers, len(model.blocks))
+    layout = token_layout(model.cfg)
+    found = measure(model, images, layers, show, batch_size, device)
+    distances = torch.cat(found.distances).mean(0).numpy()
+    messages = _messages(model, images, layout)
+    sections = [_filters_section(model, out), _position_section(model, out),
+                _distance_section(distances, layout, len(images.names), out)]
+    sections += _map_sections(model, images, layout, layers, found, out)
+    summary = [f"model: {model.cfg.depth} blocks, {model.cfg.num_heads} heads, width {model.cfg.embed_dim}, "
+               f"input {model.cfg.img_size[0]}x{model.cfg.img_size[1]}, {len(images.names)} images", *notes]
+    summary += [f"unreadable image skipped: {name} ({reason})" for name, reason in images.unreadable] + messages
+    files = {path.name: path for section in sections for path in section.images}
+    files["attention_distance.json"] = out / "attention_distance.json"
+    files["report.html"] = write_report(sections, out / "report.html", title, summary)
+    return AnalysisResult(files, messages, distances)
+
+
+def _messages(model: VisionTransformer, images: ImageSet, layout: TokenLayout) -> list[str]:
+    messages = []
+    if images.synthetic:
+        messages.append("no images given: distances are measured on smooth synthetic images and the maps show them; "
+                        "pass --images for meaningful attention maps")
+    if not layout.has_class_token:
+        messages.append(NO_CLASS_TOKEN_MESSAGE)
+    return messages + [m for m in (filters_message(model), position_message(model)) if m]
+
+
+def _filters_section(model: VisionTransformer, out: Path) -> Section:
+    section = Section("Patch-embedding filters (Fig. 7, left)",
+                      "Top principal components of the linear patch-embedding filters. Trained ViTs show smooth, "
+                      "low-frequency basis functions, like the first layer of a CNN.")
+    message = filters_message(model)
+    if message:
+        section.notes.append(message)
+        return section
+    components, ratio = filter_components(model.patch_embed.proj.weight.cpu())
+    section.images.append(plot_filter_components(components, ratio, out / "filters.png"))
+    return section
+
+
+def _position_section(model: VisionTransformer, out: Path) -> Section:
+    section = Section("Position-embedding similarity (Fig. 7, centre)",
+                      "Tile (row, column) shows the cosine similarity of that patch's position embedding with every "
+                      "other patch's. A learned embedding that has found the 2D layout is most similar to itself, "
+                      "then to patches in the same row and column.")
+    message = position_message(model)
+    if message:
+        section.notes.append(message)
+    table = position_table(model)
+    if table is not None:
+        similarity = position_similarity(table.cpu(), model.cfg.grid_size)
+        section.images.append(plot_position_similarity(similarity, out / "position_similarity.png"))
+    return section
+
+
+def _distance_section(distances: np.ndarray, layout: TokenLayout, num_images: int, out: Path) -> Section:
+    table = distance_table(distances, layout, num_images)
+    write_json(out / "attention_distance.json", table)
+    rows = [[row["layer"]] + [f"{d:.2f}" for d in [row["mean"], *row["heads"]]] for row in table["layers"]]
+    headers = ["layer", "mean"] + [f"head {h}" for h in range(distances.shape[1])]
+    return Section("Mean attention distance (Fig. 7, right)",
+                   f"For each layer and head: the attention-weighted pixel distance between query and key patches, "
+                   f"averaged over {num_images} images (patch-to-patch attention, renormalised). The dashed line is "
+                   f"what uniform attention would give ({table['uniform_attention_reference']:.1f} px). "
+                   "The paper finds some heads attending globally already in the lowest layers, and the distance "
+                   "growing with depth. Also in attention_distance.json.",
+                   [plot_attention_distance(distances, layout, out / "attention_distance.png")],
+                   table=(headers, rows))
+
+
+def _map_sections(model: VisionTransformer, images: ImageSet, layout: TokenLayout, layers: Sequence[int],
+                  found: Measurements, out: Path) -> list[Section]:
+    shown = len(torch.cat(found.rollout))
+    pixels, names = images.pixels[:shown], images.names[:shown]
+    notes = [] if layout.has_class_token else [NO_CLASS_TOKEN_MESSAGE]
+    heads = Section("Per-head attention", f"Attention of the {layout.query_name} onto the patches, one map per head, "
+                                          "brightest where the head looks.", notes=list(notes))
+    for layer in layers:
+        maps = torch.cat(found.head_maps[layer]).numpy()
+        heads.images.append(attn.plot_head_maps(pixels, maps, names, layer, layout.query_name,
+                                                out / f"attention_layer{layer}.png"))
+    rollout = torch.cat(found.rollout).numpy()
+    sections = [heads, Section(
+        "Attention rollout", "Attention rolled out through all blocks (heads averaged, residual connections as an "
+                             f"identity mixed in at 0.5): what the {layout.query_name} ends up drawing from.",
+        [attn.plot_overlays(pixels, rollout, names, ["rollout"] * shown, "attention rollout", out / "rollout.png")],
+        notes=list(notes))]
+    sections.append(_gradcam_section(model, pixels, names, found, out))
+    if layout.num_registers:
+        sections.append(_register_section(pixels, names, found, len(model.blocks), out))
+    return sections
+
+
+def _gradcam_section(model: VisionTransformer, pixels: np.ndarray, names: list[str], found: Measurements,
+                     out: Path) -> Section:
+    classes = getattr(model, "class_names", None)
+    targets = torch.cat(found.targets).tolist()
+    titles = [f"class {classes[t] if classes else t}" for t in targets]
+    cams = torch.cat(found.gradcam).numpy()
+    section = Section("Grad-CAM class evidence",
+                      "Gradient of the predicted class's score with respect to the patch tokens entering the last "
+                      "block, weighted Grad-CAM style: bright patches push the score up.",
+                      [attn.plot_overlays(pixels, cams, names, titles, "Grad-CAM (predicted class)",
+                                          out / "gradcam.png")])
+    empty = [name for name, cam in zip(names, cams) if not cam.any()]
+    if empty:
+        section.notes.append(f"no positive class evidence found for: {', '.join(empty)} (all-zero maps)")
+    return section
+
+
+def _register_section(pixels: np.ndarray, names: list[str], found: Measurements, depth: int, out: Path) -> Section:
+    share = torch.cat(found.register_share).mean(0).tolist()
+    per_layer = ", ".join(f"{i}: {100 * s:.1f}%" for i, s in enumerate(share))
+    maps = torch.cat(found.registers).numpy()
+    return Section("Register tokens", "Where each register token looks in the last layer (heads averaged), shown "
+                                      "apart from the class-token maps. Share of the image query's attention "
+                                      f"that goes to the registers, per layer: {per_layer}.",
+                   [attn.plot_register_maps(pixels, maps, names, depth - 1, out / "registers.png")])

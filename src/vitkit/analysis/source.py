@@ -1,0 +1,23 @@
+"""What `vitkit analyze` may be pointed at: a training run, a checkpoint, or a preset name (random weights)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models.vision_transformer import VisionTransformer
+
+
+def load_for_analysis(source: str) -> tuple[VisionTransformer, str]:
+    """The model a source names, and a line saying where its weights came from."""
+    from ..inference import resolve_checkpoint
+    from ..models import create_model, list_models
+
+    path = Path(source)
+    if path.exists():
+        from ..checkpoints import from_pretrained
+
+        checkpoint = resolve_checkpoint(path)
+        return from_pretrained(checkpoint), f"weights: {checkpoint}"
+    if source in list_models():
+        return create_model(source), f"weights: none (preset {source} with random initialisation)"
+    raise ValueError(f"{source!r} is neither a file or folder nor a preset name; pass a run folder "
+                     "(runs/<name>), a checkpoint, or a preset from `vitkit models`")
