@@ -23,7 +23,7 @@ from vitkit.train.trainer import build_model, pick_device, pick_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TASKS = {
-    "cifar10": dict(config="configs/cifar10_vit5_tiny.yaml", minutes=30.0, target=75.0,
+    "cifar10": dict(config="configs/cifar10_cpu_budget.yaml", minutes=30.0, target=75.0,
                     dataset=f"cifar10:{SHARED / 'cifar10' / 'cifar-10-batches-py'}"),
     "fashion_mnist": dict(config="configs/fashion_mnist.yaml", minutes=10.0, target=91.0,
                           dataset=f"fashion-mnist:{SHARED / 'fashion-mnist'}"),

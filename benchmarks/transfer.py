@@ -2,8 +2,10 @@
 
     python benchmarks/transfer.py                                   # defaults: about 6 minutes on 2 cores
     python benchmarks/transfer.py --pretrain-seconds 60 --finetune-seconds 30 --distill-seconds 30
+    python benchmarks/transfer.py --pretrained runs/budget/cifar10-30min     # a model trained by train_budget.py
 
-One run, one device: a tiny ViT is pre-trained on CIFAR-10 for a fixed wall-clock budget, then adapted to
+One run, one device: a tiny ViT is pre-trained on CIFAR-10 for a fixed wall-clock budget (or loaded from a run
+or checkpoint, which makes a stronger teacher), then adapted to
 Fashion-MNIST (28x28 gray -> 32x32 RGB, new zero-initialised 10-class head) with the same budget for each of:
 linear probe (features cached once), visual prompt tuning (deep prompts, frozen body), full fine-tuning, and the
 same model trained from scratch. Then DeiT distillation on CIFAR-10: a smaller student with a distillation token,
@@ -13,6 +15,7 @@ Prints one table per part; writes benchmarks/results/transfer.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import platform
@@ -23,8 +26,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from vitkit import create_model
+from vitkit import VisionTransformer, create_model
 from vitkit.data import AugmentConfig, build_dataset, build_loader
+from vitkit.inference import load_model
 from vitkit.report import format_table, write_json
 from vitkit.train.distill import DistillationLoss
 from vitkit.train.evaluate import evaluate
@@ -84,9 +88,10 @@ def transfer(pretrained: torch.nn.Module, args) -> list[list]:
     for mode, lr in (("linear probe", None), ("prompt tuning", 1e-2), ("full fine-tuning", 5e-4),
                      ("from scratch", 1e-3)):
         torch.manual_seed(0)
-        model = create_model("vit_cifar_patch4_32", **TEACHER, num_classes=10)
-        if mode != "from scratch":
-            model.load_state_dict(pretrained.state_dict())
+        if mode == "from scratch":
+            model = VisionTransformer(pretrained.cfg)
+        else:
+            model = copy.deepcopy(pretrained)
             model.reset_classifier(10)
         start = time.perf_counter()
         if mode == "linear probe":
@@ -127,6 +132,7 @@ def distillation(teacher: torch.nn.Module, args) -> list[list]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrain-seconds", type=float, default=120, help="CIFAR-10 pre-training budget")
+    parser.add_argument("--pretrained", help="a CIFAR-10 run or checkpoint to start from instead of pre-training")
     parser.add_argument("--finetune-seconds", type=float, default=45, help="budget of each fine-tuning mode")
     parser.add_argument("--distill-seconds", type=float, default=45, help="budget of each student (0: skip)")
     parser.add_argument("--probe-images", type=int, default=10000, help="training images the linear probe caches")
@@ -138,11 +144,16 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    pretrained = create_model("vit_cifar_patch4_32", **TEACHER, num_classes=10)
     cifar_train, cifar_test = loaders(f"cifar10:{args.cifar}", args.batch_size, args.eval_images)
-    steps = train_for(pretrained, cifar_train, args.pretrain_seconds, 1e-3)
+    if args.pretrained:
+        pretrained, steps = load_model(args.pretrained).float(), "-"
+        origin = f"loaded from {args.pretrained}"
+    else:
+        pretrained = create_model("vit_cifar_patch4_32", **TEACHER, num_classes=10)
+        steps = train_for(pretrained, cifar_train, args.pretrain_seconds, 1e-3)
+        origin = f"{steps} steps in {args.pretrain_seconds:.0f}s"
     cifar_top1 = top1(pretrained, cifar_test)
-    print(f"pre-trained on CIFAR-10: {steps} steps in {args.pretrain_seconds:.0f}s, top-1 {cifar_top1:.2f}%")
+    print(f"pre-trained on CIFAR-10: {origin}, top-1 {cifar_top1:.2f}%")
 
     rows = transfer(pretrained, args)
     print(f"\nFashion-MNIST (32x32 RGB), {args.finetune_seconds:.0f}s per mode, {args.eval_images} test images:")
@@ -153,7 +164,8 @@ def main() -> None:
         print(format_table(distill_rows, ["model", "top-1 (%)", "steps"]))
     write_json(Path(args.out), {
         "settings": vars(args), "machine": platform.platform(), "threads": torch.get_num_threads(),
-        "pretrain": {"steps": steps, "cifar10_top1": cifar_top1, "model": TEACHER},
+        "pretrain": {"steps": steps, "cifar10_top1": cifar_top1,
+                     "model": dataclasses.asdict(pretrained.cfg) if args.pretrained else TEACHER},
         "transfer": [dict(zip(["mode", "top1", "steps", "trainable_params", "seconds"], r)) for r in rows],
         "distillation": [dict(zip(["model", "top1", "steps"], r)) for r in distill_rows], "student": STUDENT})
     print(f"\nwritten: {args.out}")

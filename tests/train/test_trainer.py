@@ -101,6 +101,20 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     assert state["progress"]["step"] > 0
 
 
+def test_tensorboard_receives_the_metrics_the_run_records(tmp_path, fast_overrides):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    train(overrides=fast_overrides + ["logging.tensorboard=true"])
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    events = event_accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    logged = events.Scalars("epoch/val_top1")
+    assert [e.step for e in logged] == [r["step"] for r in epochs]
+    assert [e.value for e in logged] == pytest.approx([r["val_top1"] for r in epochs])
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [e.value for e in events.Scalars("step/loss")] == pytest.approx([r["loss"] for r in steps])
+
+
 def test_non_finite_loss_stops_with_the_step(fast_overrides):
     with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
         train(overrides=fast_overrides + ["optim.lr=1e30", "optim.name=sgd", "schedule.warmup_epochs=0"])
@@ -123,8 +137,9 @@ def test_existing_run_is_not_overwritten(fast_overrides):
 DDP_WORKER = """
 import sys, torch, torch.distributed as dist
 from vitkit.train import train
-result = train(overrides=sys.argv[1:])
-flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
+from vitkit.train.distributed import full_state_dict
+result = train(overrides=[a for a in sys.argv[1:] if a != "--resume"], resume="--resume" in sys.argv)
+flat = torch.cat([v.flatten() for k, v in full_state_dict(result.model).items() if v.dtype.is_floating_point])
 gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
@@ -133,26 +148,52 @@ dist.destroy_process_group()
 """
 
 
-def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    plain = FAST + ["data.augment.crop=none", "data.augment.hflip=0", "schedule.epochs=1"]
-    single = train(overrides=plain + [f"output_dir={tmp_path}", "name=single"]).model
+def launch_two_processes(tmp_path, args):
+    """torchrun with 2 CPU processes; returns both ranks' final weights (whole tensors, flattened)."""
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-               str(worker), *plain, "name=ddp", f"output_dir={tmp_path}"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
+               *args, f"output_dir={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
-    rank0, rank1 = torch.load(tmp_path / "ddp_weights.pt")
+    return torch.load(tmp_path / "ddp_weights.pt")
+
+
+def float_weights(state_dict):
+    return torch.cat([v.flatten() for v in state_dict.values() if v.dtype.is_floating_point])
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mode):
+    # a flat learning rate, so that one epoch resumed to two retraces an uninterrupted two-epoch run
+    plain = FAST + ["data.augment.crop=none", "data.augment.hflip=0", "schedule.epochs=1", "ema.decay=0.9",
+                    "optim.lr=2e-3", "schedule.min_lr=2e-3", "schedule.warmup_epochs=0"]
+    single = train(overrides=plain + [f"output_dir={tmp_path}", "name=single"]).model
+    rank0, rank1 = launch_two_processes(tmp_path, [*plain, f"distributed={mode}", f"name={mode}"])
     assert torch.equal(rank0, rank1)
     # AdamW normalises each update, so summation-order noise on near-zero gradients reaches ~1e-5 in the weights
-    torch.testing.assert_close(rank0, torch.cat([p.detach().flatten() for p in single.parameters()]),
-                               rtol=1e-4, atol=5e-5)
+    torch.testing.assert_close(rank0, float_weights(single.state_dict()), rtol=1e-4, atol=5e-5)
     losses = {}
-    for name in ("single", "ddp"):
+    for name in ("single", mode):
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         losses[name] = [json.loads(line)["loss"] for line in lines if json.loads(line)["kind"] == "step"]
-    assert losses["ddp"] == pytest.approx(losses["single"], rel=1e-4)
+    assert losses[mode] == pytest.approx(losses["single"], rel=1e-4)
+    # rank 0 wrote whole tensors (gathered from the shards under FSDP2), in the model's key order
+    saved = final_weights(tmp_path / mode)
+    torch.testing.assert_close(float_weights({k: saved[k] for k in single.state_dict()}), rank0)
+    # and a resumable state: resumed for a second epoch, it lands where one uninterrupted process does
+    longer = [a.replace("schedule.epochs=1", "schedule.epochs=2") for a in plain]
+    single = train(overrides=longer + [f"output_dir={tmp_path}", "name=single2"]).model
+    rank0, _ = launch_two_processes(tmp_path, [*longer, f"distributed={mode}", f"name={mode}", "--resume"])
+    torch.testing.assert_close(rank0, float_weights(single.state_dict()), rtol=1e-4, atol=1e-3)  # twice the drift
+    # the optimiser state came back too (saved whole, resharded on load): Adam's moments match, parameter by parameter
+    states = [torch.load(tmp_path / name / "checkpoints" / "last" / "train_state.pt", weights_only=True)["optimizer"]
+              for name in ("single2", mode)]
+    for group, dist_group in zip(*(state["param_groups"] for state in states)):
+        for key, dist_key in zip(group["params"], dist_group["params"]):
+            torch.testing.assert_close(states[1]["state"][dist_key]["exp_avg_sq"],
+                                       states[0]["state"][key]["exp_avg_sq"], rtol=1e-2, atol=1e-9)
 
 
 def test_bad_images_stop_the_run_by_name_or_are_skipped_and_listed(tmp_path):

@@ -25,13 +25,18 @@ WEIGHTS_FILE = "model.safetensors"
 METADATA_KEY = "vitkit"
 
 
-def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Writes config.json + model.safetensors so that from_pretrained(directory) rebuilds the model exactly."""
+def save_pretrained(model: nn.Module, directory: str | os.PathLike,
+                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Writes config.json + model.safetensors so that from_pretrained(directory) rebuilds the model exactly.
+
+    `state_dict` stands in for the model's own weights, e.g. the gathered whole tensors of an FSDP2 model.
+    """
     model = _unwrap(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     description = describe(model)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = model.state_dict() if state_dict is None else state_dict
+    tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(tensors, str(directory / WEIGHTS_FILE),
               metadata={"format": "pt", METADATA_KEY: json.dumps(description)})
     write_json(directory / CONFIG_FILE, description)

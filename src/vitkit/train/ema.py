@@ -6,6 +6,8 @@ import copy
 import torch
 from torch import nn
 
+from .distributed import full_state_dict, local
+
 
 class ModelEma:
     """Keeps ema = d * ema + (1 - d) * weights; with warmup, d = min(decay, (1 + n) / (10 + n)) early in training."""
@@ -20,7 +22,8 @@ class ModelEma:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
-        ema_state, state = self.module.state_dict(), model.state_dict()
+        ema_state = {k: local(v) for k, v in self.module.state_dict().items()}  # FSDP2: each rank its shards
+        state = {k: local(v) for k, v in model.state_dict().items()}
         floats = [(ema_state[k], v) for k, v in state.items() if v.dtype.is_floating_point]
         ints = [(ema_state[k], v) for k, v in state.items() if not v.dtype.is_floating_point]
         torch._foreach_lerp_([e for e, _ in floats], [v.detach() for _, v in floats], 1.0 - decay)
@@ -28,7 +31,7 @@ class ModelEma:
             ema_value.copy_(value)
 
     def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates}
+        return {"module": full_state_dict(self.module), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])

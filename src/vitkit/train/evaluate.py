@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
-from .distributed import DistContext, all_reduce_sum
+from .distributed import DistContext, all_reduce_sum, is_sharded
 
 
 @torch.no_grad()
@@ -29,6 +29,10 @@ def evaluate(model: torch.nn.Module, loader: Iterable, num_classes: int, device:
         sums[1] += (top5 == labels[:, None]).any(dim=1).sum()
         confusion.index_put_((labels, logits.argmax(-1)), torch.ones_like(labels, dtype=torch.float64),
                              accumulate=True)
+    if is_sharded(model):  # FSDP2 forwards are collective: a rank with fewer batches joins the others' last ones
+        for _ in range(batches_behind(len(loader), device)):
+            with autocast:
+                model(torch.zeros(1, model.cfg.in_chans, *model.cfg.img_size, device=device))
     all_reduce_sum(confusion, ctx)
     all_reduce_sum(sums, ctx)
     model.train(was_training)
@@ -37,3 +41,10 @@ def evaluate(model: torch.nn.Module, loader: Iterable, num_classes: int, device:
     return {"top1": (confusion.diag().sum() / total).item() * 100, "top5": (sums[1] / total).item() * 100,
             "loss": (sums[0] / total).item(), "per_class": [100 * a for a in per_class],
             "confusion": confusion.long().cpu().tolist(), "count": int(total.item())}
+
+
+def batches_behind(batches: int, device: torch.device) -> int:
+    """How many batches fewer this rank has than the rank with the most."""
+    most = torch.tensor([batches], device=device)
+    torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
+    return int(most.item()) - batches

@@ -19,14 +19,18 @@ from safetensors.torch import load_file
 TRAIN_STATE = "train_state.pt"
 
 
-def save_checkpoint(folder: Path, link: str, model: torch.nn.Module, train_state: dict[str, Any] | None) -> Path:
-    """Writes folder/<link>-<stamp>/, then atomically repoints folder/<link> at it and removes the older ones."""
+def save_checkpoint(folder: Path, link: str, model: torch.nn.Module, train_state: dict[str, Any] | None,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Writes folder/<link>-<stamp>/, then atomically repoints folder/<link> at it and removes the older ones.
+
+    `weights` replaces model.state_dict() when the model is sharded (FSDP2 gathers them on every rank first).
+    """
     from ..checkpoints import save_pretrained
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{link}-{time.time_ns()}"
     tmp = folder / f".{target.name}.tmp"
-    save_pretrained(model, tmp)
+    save_pretrained(model, tmp, state_dict=weights)
     if train_state is not None:
         torch.save(train_state, tmp / TRAIN_STATE)
     os.replace(tmp, target)

@@ -21,7 +21,8 @@ from ..models import Preprocess, create_model
 from ..report import write_json
 from .config import TrainConfig, resolve_config
 from .distill import build_criterion
-from .distributed import DistContext, all_reduce_sum, init_distributed, wrap_model
+from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
+                          load_optimizer_state, optimizer_state, wrap_model)
 from .ema import ModelEma
 from .evaluate import evaluate
 from .finetune import apply_mode, load_for_finetuning, unfreeze_stage
@@ -102,21 +103,14 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     total_steps = steps_per_epoch * cfg.schedule.epochs
     warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
 
-    # optimisation
-    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
-                                cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay, device)
-    ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
-    task_loss = functools.partial(classification_loss, kind=cfg.loss.kind,
-                                  label_smoothing=cfg.data.augment.label_smoothing)
-    criterion = build_criterion(cfg.distill, model, task_loss, num_classes, device)  # + DeiT teacher if set
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-
-    # the run folder, and where to resume from
+    # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
     log = RunLog(run_dir, enabled=ctx.is_main, tensorboard=cfg.logging.tensorboard)
     progress = {"epoch": 0, "step": 0, "batch": 0, "best": None, "best_epoch": None}
+    state = None
     if resume:
-        progress = resume_from(run_dir, model, optimizer, ema, scaler, train_loader)
+        state = load_resume_state(run_dir, model)
+        progress = state["progress"]
         if progress["epoch"] >= cfg.schedule.epochs:
             raise ValueError(f"{run_dir} already finished its {cfg.schedule.epochs} epochs; raise schedule.epochs "
                              "to train longer, or start a new run")
@@ -135,20 +129,38 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     for note in model_notes:
         log.text(note)
 
+    # optimisation: FSDP2 replaces the parameters by shards, so the model (and its EMA copy) is wrapped first
+    ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
+    if ema and state and state["ema"]:
+        ema.load_state_dict(state["ema"])
     train_model = wrap_model(model, ctx, cfg.distributed, device)
+    if ema and cfg.distributed == "fsdp":
+        wrap_model(ema.module, ctx, cfg.distributed, device)
+    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
+                                cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay, device)
+    task_loss = functools.partial(classification_loss, kind=cfg.loss.kind,
+                                  label_smoothing=cfg.data.augment.label_smoothing)
+    criterion = build_criterion(cfg.distill, model, task_loss, num_classes, device)  # + DeiT teacher if set
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    if state:
+        restore_train_state(state, model, optimizer, scaler, train_loader)
     if cfg.compile:
         train_model = torch.compile(train_model)
     stop = StopRequest()
     autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
 
     def checkpoint_state() -> dict[str, Any]:
-        return {"progress": dict(progress), "optimizer": optimizer.state_dict(),
+        return {"progress": dict(progress), "optimizer": optimizer_state(model, optimizer),
                 "ema": ema.state_dict() if ema else None, "scaler": scaler.state_dict() if scaler else None,
                 "loader": train_loader.state_dict(), "rng": rng_state(), "config": to_dict(cfg)}
 
-    def save_last() -> None:
+    def save(link: str, source: torch.nn.Module, train_state: dict[str, Any] | None) -> None:
+        weights = full_state_dict(source)  # FSDP2 gathers: every rank takes part, rank 0 writes
         if ctx.is_main:
-            save_checkpoint(run_dir / "checkpoints", "last", model, checkpoint_state())
+            save_checkpoint(run_dir / "checkpoints", link, source, train_state, weights)
+
+    def save_last() -> None:
+        save("last", model, checkpoint_state())
 
     start_time, images_seen = time.time(), 0
     with stop:
@@ -169,7 +181,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
-                with (contextlib.nullcontext() if sync else train_model.no_sync()), autocast():
+                with gradient_sync(train_model, sync), autocast():
                     loss = criterion(train_model(images), images, targets)
                 if not math.isfinite(loss.item()):
                     raise NonFiniteLossError(
@@ -219,9 +231,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                                     else value > progress["best"])
             if improved:
                 progress.update(best=value, best_epoch=epoch + 1)
-                if ctx.is_main:
-                    best_model = ema.module if cfg.best_metric.startswith("ema_") else model
-                    save_checkpoint(run_dir / "checkpoints", "best", best_model, None)
+                save("best", ema.module if cfg.best_metric.startswith("ema_") else model, None)
             log.metrics(record)  # before the checkpoint: a resumed run rewrites records past it, never loses one
             save_last()
             log.plot_curves()
@@ -272,20 +282,21 @@ def optimizer_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module, sca
     optimizer.zero_grad(set_to_none=True)
 
 
-def resume_from(run_dir: Path, model, optimizer, ema, scaler, loader) -> dict[str, Any]:
-    """Restores weights, optimiser, EMA, scaler, loader position and RNG from runs/<name>/checkpoints/last."""
+def load_resume_state(run_dir: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Loads the weights of runs/<name>/checkpoints/last into the model and returns the rest of its state."""
     checkpoint = run_dir / "checkpoints" / "last"
     if not checkpoint.exists():
         raise ValueError(f"nothing to resume: {checkpoint} does not exist (start without --resume)")
-    state = load_train_state(checkpoint.resolve(), model)
-    optimizer.load_state_dict(state["optimizer"])
-    if ema is not None and state["ema"] is not None:
-        ema.load_state_dict(state["ema"])
+    return load_train_state(checkpoint.resolve(), model)
+
+
+def restore_train_state(state: dict[str, Any], model, optimizer, scaler, loader) -> None:
+    """Optimiser, scaler, loader position and RNG, as the checkpoint left them (EMA is restored with its copy)."""
+    load_optimizer_state(model, optimizer, state["optimizer"])
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
     loader.load_state_dict(state["loader"])
     set_rng_state(state["rng"])
-    return state["progress"]
 
 
 def pick_device(name: str) -> torch.device:
