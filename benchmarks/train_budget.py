@@ -25,7 +25,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 TASKS = {
     "cifar10": dict(config="configs/cifar10_cpu_budget.yaml", minutes=30.0, target=75.0,
                     dataset=f"cifar10:{SHARED / 'cifar10' / 'cifar-10-batches-py'}"),
-    "fashion_mnist": dict(config="configs/fashion_mnist.yaml", minutes=10.0, target=91.0,
+    "fashion_mnist": dict(config="configs/fashion_mnist_cpu_budget.yaml", minutes=10.0, target=91.0,
                           dataset=f"fashion-mnist:{SHARED / 'fashion-mnist'}"),
 }
 
@@ -50,13 +50,13 @@ def calibrate(config: str, overrides: list[str], num_classes: int, in_chans: int
     return steps * cfg.data.batch_size / (time.perf_counter() - start)
 
 
-def run_task(name: str, minutes: float, output_dir: Path, extra: list[str]) -> dict:
+def run_task(name: str, minutes: float, output_dir: Path, extra: list[str], epochs: int | None = None) -> dict:
     task = TASKS[name]
     overrides = [f"data.dataset={task['dataset']}"] + extra
     train_set = build_dataset(task["dataset"], split="train")
-    rate = calibrate(task["config"], overrides, len(train_set.classes), train_set.num_channels)
-    train_images = len(train_set)
-    epochs = max(1, math.floor(minutes * 60 * rate * 0.9 / train_images))  # 10% for evaluation and checkpoints
+    if epochs is None:
+        rate = calibrate(task["config"], overrides, len(train_set.classes), train_set.num_channels)
+        epochs = max(1, math.floor(minutes * 60 * rate * 0.85 / len(train_set)))  # 15%: input, evaluation, checkpoints
     start = time.time()
     schedule = [f"schedule.epochs={epochs}", f"schedule.warmup_epochs={min(5.0, epochs / 10)}"]
     summary = train(task["config"], overrides + schedule + [f"name={name}-{int(minutes)}min",
@@ -74,12 +74,14 @@ def main() -> int:
     parser.add_argument("--only", choices=sorted(TASKS), action="append")
     parser.add_argument("--minutes", type=float, help="override every task's budget")
     parser.add_argument("--output-dir", default="runs/budget")
+    parser.add_argument("--epochs", type=int, help="fix the epoch count instead of sizing it from a calibration")
     parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. precision=bf16")
     args = parser.parse_args()
     if not SHARED.exists():
         print(f"the datasets are expected in {SHARED}", file=sys.stderr)
         return 1
-    results = [run_task(name, args.minutes or TASKS[name]["minutes"], Path(args.output_dir), args.overrides)
+    results = [run_task(name, args.minutes or TASKS[name]["minutes"], Path(args.output_dir), args.overrides,
+                        args.epochs)
                for name in (args.only or TASKS)]
     rows = [[r["task"], r["budget_minutes"], r["minutes_used"], r["epochs"], r["img_s"], r["top1"], r["target"],
              r["precision"]] for r in results]

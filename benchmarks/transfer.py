@@ -9,7 +9,7 @@ or checkpoint, which makes a stronger teacher), then adapted to
 Fashion-MNIST (28x28 gray -> 32x32 RGB, new zero-initialised 10-class head) with the same budget for each of:
 linear probe (features cached once), visual prompt tuning (deep prompts, frozen body), full fine-tuning, and the
 same model trained from scratch. Then DeiT distillation on CIFAR-10: a smaller student with a distillation token,
-taught by the pre-trained model (hard distillation), against the same student without a teacher, same budget.
+taught by the pre-trained model (hard distillation), against the same student without a teacher, same steps.
 Prints one table per part; writes benchmarks/results/transfer.json.
 """
 from __future__ import annotations
@@ -54,9 +54,10 @@ def loaders(spec: str, batch_size: int, eval_images: int):
     return make(train_set, True), make(test_set, False)
 
 
-def train_for(model: torch.nn.Module, loader, seconds: float, lr: float,
-              loss_fn: Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> int:
-    """AdamW with a cosine decay over wall-clock time, for `seconds`; returns the number of steps taken."""
+def train_for(model: torch.nn.Module, loader, lr: float,
+              loss_fn: Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+              seconds: float | None = None, max_steps: int | None = None) -> int:
+    """AdamW with a cosine decay over the budget (wall-clock seconds or optimiser steps); returns the steps taken."""
     loss_fn = loss_fn or (lambda out, images, targets: F.cross_entropy(out, targets))
     optimizer = build_optimizer(model, "adamw", lr, 0.05, (0.9, 0.999), 1e-8, 0.9, None, torch.device("cpu"))
     model.train()
@@ -64,11 +65,11 @@ def train_for(model: torch.nn.Module, loader, seconds: float, lr: float,
     while True:
         loader.set_epoch(epoch)
         for images, targets in loader:
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
+            done = (time.perf_counter() - start) / seconds if seconds else steps / max_steps
+            if done >= 1:
                 return steps
             for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"] * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+                group["lr"] = lr * group["lr_scale"] * 0.5 * (1 + math.cos(math.pi * done))
             loss = loss_fn(model(images), images, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -103,7 +104,7 @@ def transfer(pretrained: torch.nn.Module, args) -> list[list]:
         else:
             if mode == "prompt tuning":
                 apply_mode(model, FinetuneConfig(mode="prompt", prompt_tokens=8, prompt_deep=True))
-            steps = train_for(model, train_loader, args.finetune_seconds, lr)
+            steps = train_for(model, train_loader, lr, seconds=args.finetune_seconds)
             accuracy = top1(model, test_loader)
         trained = model.head.parameters() if mode == "linear probe" else model.parameters()
         trainable = sum(p.numel() for p in trained if p.requires_grad)
@@ -113,18 +114,27 @@ def transfer(pretrained: torch.nn.Module, args) -> list[list]:
 
 
 def distillation(teacher: torch.nn.Module, args) -> list[list]:
-    """The same small student with and without the pre-trained teacher, same budget, on CIFAR-10."""
+    """The same small student with and without the pre-trained teacher, on CIFAR-10.
+
+    Both see the same images: the student alone trains for the time budget, the taught one for as many steps
+    (the teacher's forward pass makes its steps slower; the seconds column shows by how much).
+    """
     train_loader, test_loader = loaders(f"cifar10:{args.cifar}", args.batch_size, args.eval_images)
     teacher.eval().requires_grad_(False)
-    rows = [["teacher (pre-trained)", round(top1(teacher, test_loader), 2), "-"]]
+    rows = [["teacher (pre-trained)", round(top1(teacher, test_loader), 2), "-", "-"]]
+    steps = None
     for name, teach in (("student, no teacher", None), ("student, hard distillation", teacher)):
         torch.manual_seed(0)
         student = create_model("vit_cifar_patch4_32", **STUDENT, num_classes=10)
         student.distilled_training = teach is not None
         loss = DistillationLoss(F.cross_entropy, teach, kind="hard", alpha=0.5)
         task = (lambda out, images, targets: F.cross_entropy(out[0] if isinstance(out, tuple) else out, targets))
-        steps = train_for(student, train_loader, args.distill_seconds, 1e-3, loss if teach is not None else task)
-        rows.append([name, round(top1(student, test_loader), 2), steps])
+        start = time.perf_counter()
+        if steps is None:
+            steps = train_for(student, train_loader, 1e-3, task, seconds=args.distill_seconds)
+        else:
+            train_for(student, train_loader, 1e-3, loss, max_steps=steps)
+        rows.append([name, round(top1(student, test_loader), 2), steps, round(time.perf_counter() - start, 1)])
         print(rows[-1], flush=True)
     return rows
 
@@ -134,7 +144,8 @@ def main() -> None:
     parser.add_argument("--pretrain-seconds", type=float, default=120, help="CIFAR-10 pre-training budget")
     parser.add_argument("--pretrained", help="a CIFAR-10 run or checkpoint to start from instead of pre-training")
     parser.add_argument("--finetune-seconds", type=float, default=45, help="budget of each fine-tuning mode")
-    parser.add_argument("--distill-seconds", type=float, default=45, help="budget of each student (0: skip)")
+    parser.add_argument("--distill-seconds", type=float, default=45,
+                        help="the untaught student's budget; the taught one gets as many steps (0: skip)")
     parser.add_argument("--probe-images", type=int, default=10000, help="training images the linear probe caches")
     parser.add_argument("--eval-images", type=int, default=2000, help="test images each accuracy is measured on")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -150,7 +161,7 @@ def main() -> None:
         origin = f"loaded from {args.pretrained}"
     else:
         pretrained = create_model("vit_cifar_patch4_32", **TEACHER, num_classes=10)
-        steps = train_for(pretrained, cifar_train, args.pretrain_seconds, 1e-3)
+        steps = train_for(pretrained, cifar_train, 1e-3, seconds=args.pretrain_seconds)
         origin = f"{steps} steps in {args.pretrain_seconds:.0f}s"
     cifar_top1 = top1(pretrained, cifar_test)
     print(f"pre-trained on CIFAR-10: {origin}, top-1 {cifar_top1:.2f}%")
@@ -161,13 +172,14 @@ def main() -> None:
     distill_rows = distillation(pretrained, args) if args.distill_seconds > 0 else []
     if distill_rows:
         print(f"\nCIFAR-10 distillation, {args.distill_seconds:.0f}s per student, {args.eval_images} test images:")
-        print(format_table(distill_rows, ["model", "top-1 (%)", "steps"]))
+        print(format_table(distill_rows, ["model", "top-1 (%)", "steps", "seconds"]))
     write_json(Path(args.out), {
         "settings": vars(args), "machine": platform.platform(), "threads": torch.get_num_threads(),
         "pretrain": {"steps": steps, "cifar10_top1": cifar_top1,
                      "model": dataclasses.asdict(pretrained.cfg) if args.pretrained else TEACHER},
         "transfer": [dict(zip(["mode", "top1", "steps", "trainable_params", "seconds"], r)) for r in rows],
-        "distillation": [dict(zip(["model", "top1", "steps"], r)) for r in distill_rows], "student": STUDENT})
+        "distillation": [dict(zip(["model", "top1", "steps", "seconds"], r)) for r in distill_rows],
+        "student": STUDENT})
     print(f"\nwritten: {args.out}")
 
 

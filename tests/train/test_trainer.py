@@ -164,6 +164,14 @@ def float_weights(state_dict):
     return torch.cat([v.flatten() for v in state_dict.values() if v.dtype.is_floating_point])
 
 
+def assert_same_training(weights, expected):
+    """Equal up to summation-order noise: AdamW turns float noise on near-zero gradients into lr-sized steps, so
+    a few weights may drift by ~1e-3 while nearly all agree to 1e-4 (a lost optimiser state moves most of them)."""
+    off = (weights - expected).abs()
+    assert off.max() < 5e-3, f"largest difference {off.max():.2e}"
+    assert (off > 1e-4).float().mean() < 0.01, f"{(off > 1e-4).float().mean():.1%} of the weights differ by > 1e-4"
+
+
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mode):
     # a flat learning rate, so that one epoch resumed to two retraces an uninterrupted two-epoch run
@@ -172,8 +180,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mo
     single = train(overrides=plain + [f"output_dir={tmp_path}", "name=single"]).model
     rank0, rank1 = launch_two_processes(tmp_path, [*plain, f"distributed={mode}", f"name={mode}"])
     assert torch.equal(rank0, rank1)
-    # AdamW normalises each update, so summation-order noise on near-zero gradients reaches ~1e-5 in the weights
-    torch.testing.assert_close(rank0, float_weights(single.state_dict()), rtol=1e-4, atol=5e-5)
+    assert_same_training(rank0, float_weights(single.state_dict()))
     losses = {}
     for name in ("single", mode):
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
@@ -186,7 +193,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mo
     longer = [a.replace("schedule.epochs=1", "schedule.epochs=2") for a in plain]
     single = train(overrides=longer + [f"output_dir={tmp_path}", "name=single2"]).model
     rank0, _ = launch_two_processes(tmp_path, [*longer, f"distributed={mode}", f"name={mode}", "--resume"])
-    torch.testing.assert_close(rank0, float_weights(single.state_dict()), rtol=1e-4, atol=1e-3)  # twice the drift
+    assert_same_training(rank0, float_weights(single.state_dict()))
     # the optimiser state came back too (saved whole, resharded on load): Adam's moments match, parameter by parameter
     states = [torch.load(tmp_path / name / "checkpoints" / "last" / "train_state.pt", weights_only=True)["optimizer"]
               for name in ("single2", mode)]
