@@ -45,3 +45,19 @@ def test_alibi_bias_is_minus_slope_times_distance():
 def test_heads_must_divide_dim():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         Attention(30, 4)
+
+
+def test_bf16_training_on_cpu_matches_fp32_attention_in_value_and_gradient():
+    # bf16 training on a CPU takes SDPA's math backend (faster there); it must still be the same attention
+    torch.manual_seed(0)
+    attn = Attention(32, 4).train()
+    x = torch.randn(3, 17, 32, requires_grad=True)
+    expected = attn(x)
+    expected_grads = torch.autograd.grad(expected.square().sum(), [x, attn.qkv.weight])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attn(x)
+    grads = torch.autograd.grad(out.float().square().sum(), [x, attn.qkv.weight])
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.03)
+    for grad, reference in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, reference, rtol=0.05, atol=0.05 * reference.abs().max().item())

@@ -74,3 +74,15 @@ def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="optim.name='adam' is not one of"):
         from_dict(TrainConfig, {"optim": {"name": "adam"}})
     assert math.isclose(resolve_config(overrides=["optim.lr=5e-4"]).optim.lr, 5e-4)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_in_bf16(monkeypatch):
+    from vitkit.train import trainer
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(trainer, "cpu_has_bf16", lambda native=native: native)
+        assert trainer.pick_precision("auto", cpu) == expected
+    assert trainer.pick_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        trainer.pick_precision("fp16", cpu)

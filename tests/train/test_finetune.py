@@ -16,7 +16,9 @@ from vitkit.train.finetune import FinetuneConfig, apply_mode, cache_features, li
 
 TINY = {"name": "vit_cifar_patch4_32", "img_size": 8, "patch_size": 2, "embed_dim": 32, "depth": 2, "num_heads": 2,
         "in_chans": 3}
-QUIET = {"logging": {"progress": False}, "data": {"num_workers": 0, "augment": {"crop": "none", "hflip": 0.0}}}
+# fp32: the accuracy comparisons below must not depend on whether this machine's CPU computes in bf16
+QUIET = {"logging": {"progress": False}, "data": {"num_workers": 0, "augment": {"crop": "none", "hflip": 0.0}},
+         "precision": "fp32"}
 
 
 def digits_folder(root: Path, classes: range) -> str:

@@ -15,9 +15,11 @@ from vitkit import from_pretrained
 from vitkit.inference import evaluate_on, load_model
 from vitkit.train import NonFiniteLossError, train
 
-# A tiny model and a short schedule on the built-in digits: real data, seconds per run.
+# A tiny model and a short schedule on the built-in digits: real data, seconds per run; fp32, because the
+# equivalence tests compare runs whose float summation orders differ (bf16 would round those differences up).
 FAST = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2", "schedule.epochs=2", "schedule.warmup_epochs=1",
-        "logging.progress=false", "logging.log_every_steps=1", "data.num_workers=0", "deterministic=true"]
+        "logging.progress=false", "logging.log_every_steps=1", "data.num_workers=0", "deterministic=true",
+        "precision=fp32"]
 
 
 @pytest.fixture
@@ -113,6 +115,14 @@ def test_tensorboard_receives_the_metrics_the_run_records(tmp_path, fast_overrid
     assert [e.value for e in logged] == pytest.approx([r["val_top1"] for r in epochs])
     steps = [r for r in records if r["kind"] == "step"]
     assert [e.value for e in events.Scalars("step/loss")] == pytest.approx([r["loss"] for r in steps])
+
+
+def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
+    summary = train(overrides=fast_overrides + ["precision=bf16", "schedule.epochs=3"]).summary
+    assert summary["precision"] == "bf16"
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train_loss"] for r in records if r["kind"] == "epoch"]
+    assert losses[-1] < losses[0] - 0.05
 
 
 def test_non_finite_loss_stops_with_the_step(fast_overrides):

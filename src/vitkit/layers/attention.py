@@ -1,9 +1,12 @@
 """Multi-head self-attention: fused SDPA by default, an explicit path that also returns the probabilities."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .gate import SigmoidGate
 from .norm import make_norm
@@ -48,9 +51,18 @@ class Attention(nn.Module):
             probs = scores.softmax(dim=-1)
             out = F.dropout(probs, drop) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)
+            with _cpu_bf16_training_backend(q):
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)
         out = out.transpose(1, 2).reshape(batch, tokens, dim)
         if self.gate is not None:
             out = self.gate(x, out)
         out = self.proj_drop(self.proj(out))
         return (out, probs) if return_attn else out
+
+
+def _cpu_bf16_training_backend(q: torch.Tensor) -> contextlib.AbstractContextManager:
+    """SDPA's math backend when training in bf16 on a CPU: there the flash kernel's backward took 36 % of a tiny
+    CIFAR ViT's step (6x its forward) and the math backend trained 1.33x faster (ViT-S/16: level); elsewhere as is."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled():
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
