@@ -1,0 +1,144 @@
+"""How training speed and activation memory grow with sequence length, depth and width; SDPA vs the math path.
+
+    python benchmarks/scaling.py                       # ViT-Ti/16 at 224..512, depth/width grid; ~5 min on 2 cores
+    python benchmarks/scaling.py --device cuda --model vit_base_patch16_224 --batch 32
+
+Sequence length: image sizes 224 -> 512 at patch 16 (197 -> 1025 tokens), each timed with SDPA's default kernel
+(flash attention, never materialising the N x N matrix) and with its math backend (the explicit softmax(QK^T)V of
+the paper), alternating. Activation memory is the bytes autograd saves for the backward pass (counted by a
+saved-tensor hook, so it is the same measure on CPU and GPU); on CUDA the peak allocated memory is reported too.
+Gradient checkpointing is measured at every image size: the memory it saves and the speed it costs.
+Prints a table, writes benchmarks/results/scaling.json and scaling.png.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+
+from vitkit.bench import Timing, alternating_rates, train_fn  # noqa: E402
+from vitkit.models import create_model  # noqa: E402
+from vitkit.report import format_table, write_json  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+VARIANTS = {"sdpa": {}, "math": {}, "sdpa + checkpointing": {"grad_checkpointing": True}}
+
+
+def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor, backend: SDPBackend | None) -> int:
+    """Bytes autograd keeps for the backward pass of one forward (parameters excluded)."""
+    seen = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        storage = tensor.untyped_storage()  # q, k and v are views of one qkv buffer: count each storage once
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+        return tensor
+
+    with _backend(backend), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x).float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def _backend(backend: SDPBackend | None):
+    return sdpa_kernel(backend) if backend is not None else contextlib.nullcontext()
+
+
+def measure(name: str, overrides: dict, batch: int, device: torch.device, timing: Timing) -> list[dict]:
+    """Training images/s and activation memory of one configuration, for each attention/checkpointing variant."""
+    records, steps = [], {}
+    for variant, extra in VARIANTS.items():
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=10, **overrides).to(device)
+        model.set_grad_checkpointing(extra.get("grad_checkpointing", False))
+        x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size, device=device)
+        backend = SDPBackend.MATH if variant == "math" else None
+        step = train_fn(model, x, "fp32", 10)
+        steps[variant] = (lambda step=step, backend=backend: _run(step, backend))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        activations = saved_activation_bytes(model, x, backend)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        records.append(dict(model=name, **overrides, tokens=model.cfg.num_patches + model.cfg.num_prefix_tokens,
+                            variant=variant, batch=batch, activation_mib=activations / 2**20, peak_mib=peak))
+    rates = alternating_rates(steps, batch, timing, device)
+    for record in records:
+        record["img_s"] = rates[record["variant"]]
+    return records
+
+
+def _run(step, backend: SDPBackend | None) -> None:
+    with _backend(backend):
+        step()
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """img/s and activation memory against tokens, one line per variant (the image-size sweep only)."""
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    sweep = [r for r in records if r["sweep"] == "image size"]
+    for variant in VARIANTS:
+        rows = sorted((r for r in sweep if r["variant"] == variant), key=lambda r: r["tokens"])
+        tokens = [r["tokens"] for r in rows]
+        speed.plot(tokens, [r["img_s"] for r in rows], marker="o", label=variant)
+        memory.plot(tokens, [r["activation_mib"] for r in rows], marker="o", label=variant)
+    speed.set(xlabel="tokens", ylabel="training images/s", title="speed", yscale="log")
+    memory.set(xlabel="tokens", ylabel="saved activations (MiB)", title="activation memory", yscale="log")
+    for ax in (speed, memory):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{sweep[0]['model']}, batch {sweep[0]['batch']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="vit_tiny_patch16_224")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 320, 384, 448, 512])
+    parser.add_argument("--shapes", nargs="+", default=["192x6", "192x12", "384x6", "384x12"],
+                        help="width x depth pairs for the depth/width sweep at 224")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--min-time", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, timing = torch.device(args.device), Timing(args.min_time, args.repeats, warmup=1)
+    records = []
+    for size in args.sizes:
+        records += [dict(r, sweep="image size") for r in measure(args.model, {"img_size": size}, args.batch, device,
+                                                                  timing)]
+        print(f"image size {size} done", file=sys.stderr, flush=True)
+    for shape in args.shapes:
+        width, depth = (int(v) for v in shape.split("x"))
+        found = measure(args.model, {"embed_dim": width, "depth": depth, "num_heads": width // 64}, args.batch,
+                        device, timing)
+        records += [dict(r, sweep="depth/width") for r in found]
+        print(f"width {width} depth {depth} done", file=sys.stderr, flush=True)
+    rows = [[r["sweep"], r.get("img_size", 224), r.get("embed_dim", "-"), r.get("depth", "-"), r["tokens"],
+             r["variant"], round(r["img_s"], 2), round(r["activation_mib"], 1),
+             "n/a" if r["peak_mib"] is None else round(r["peak_mib"], 1)] for r in records]
+    print(format_table(rows, ["sweep", "img", "width", "depth", "tokens", "variant", "img/s", "activations MiB",
+                              "peak MiB"]))
+    path = write_json(RESULTS / "scaling.json", dict(settings=vars(args), results=records))
+    plot(records, RESULTS / "scaling.png")
+    print(f"\nwritten to {path} and {RESULTS / 'scaling.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
