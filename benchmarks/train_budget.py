@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from vitkit.bench import Timing, alternating_rates, train_fn
 from vitkit.data import build_dataset
 from vitkit.report import format_table, write_json
 from vitkit.train import resolve_config, train
@@ -30,24 +31,14 @@ TASKS = {
 }
 
 
-def calibrate(config: str, overrides: list[str], num_classes: int, in_chans: int, steps: int = 10) -> float:
+def calibrate(config: str, overrides: list[str], num_classes: int, in_chans: int) -> float:
     """Training images/s of the recipe's model step here (the input pipeline is ~100x faster, see data.py)."""
     cfg = resolve_config(config, overrides)
     device = pick_device(cfg.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pick_precision(cfg.precision, device))
-    model = build_model(cfg, num_classes, in_chans).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model = build_model(cfg, num_classes, in_chans).to(device)
     images = torch.randn(cfg.data.batch_size, model.cfg.in_chans, *model.cfg.img_size, device=device)
-    labels = torch.randint(0, num_classes, (cfg.data.batch_size,), device=device)
-    for step in range(steps + 2):
-        if step == 2:
-            start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return steps * cfg.data.batch_size / (time.perf_counter() - start)
+    step = train_fn(model, images, pick_precision(cfg.precision, device), num_classes)
+    return alternating_rates({"step": step}, cfg.data.batch_size, Timing(min_time=3.0, repeats=1), device)["step"]
 
 
 def run_task(name: str, minutes: float, output_dir: Path, extra: list[str], epochs: int | None = None) -> dict:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .models import create_model
 from .models.profile import count_flops
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)

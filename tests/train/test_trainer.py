@@ -40,6 +40,12 @@ def finish(process, timeout=300):
     return process.returncode
 
 
+def metrics(run_dir, kind):
+    """The run's metrics.jsonl records of one kind ('step' or 'epoch')."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if r["kind"] == kind]
+
+
 def final_weights(run_dir):
     return load_file(str(run_dir / "checkpoints" / "last" / "model.safetensors"))
 
@@ -49,8 +55,8 @@ def test_a_run_leaves_everything_a_person_needs(tmp_path, fast_overrides):
     run = tmp_path / "run"
     for name in ("config.yaml", "metrics.jsonl", "train.log", "curves.png", "summary.json"):
         assert (run / name).is_file(), name
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+    records = metrics(run, "epoch")
+    assert [r["epoch"] for r in records] == [1, 2]
     assert {"ema_val_top1", "val_top1", "val_top5", "train_loss"} <= set(records[-1])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final_top1"] == pytest.approx(records[-1]["val_top1"])
@@ -106,22 +112,20 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
 def test_tensorboard_receives_the_metrics_the_run_records(tmp_path, fast_overrides):
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
     train(overrides=fast_overrides + ["logging.tensorboard=true"])
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     events = event_accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
-    epochs = [r for r in records if r["kind"] == "epoch"]
+    epochs = metrics(tmp_path / "run", "epoch")
     logged = events.Scalars("epoch/val_top1")
     assert [e.step for e in logged] == [r["step"] for r in epochs]
     assert [e.value for e in logged] == pytest.approx([r["val_top1"] for r in epochs])
-    steps = [r for r in records if r["kind"] == "step"]
+    steps = metrics(tmp_path / "run", "step")
     assert [e.value for e in events.Scalars("step/loss")] == pytest.approx([r["loss"] for r in steps])
 
 
 def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
     summary = train(overrides=fast_overrides + ["precision=bf16", "schedule.epochs=3"]).summary
     assert summary["precision"] == "bf16"
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["train_loss"] for r in records if r["kind"] == "epoch"]
+    losses = [r["train_loss"] for r in metrics(tmp_path / "run", "epoch")]
     assert losses[-1] < losses[0] - 0.05
 
 
@@ -191,10 +195,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mo
     rank0, rank1 = launch_two_processes(tmp_path, [*plain, f"distributed={mode}", f"name={mode}"])
     assert torch.equal(rank0, rank1)
     assert_same_training(rank0, float_weights(single.state_dict()))
-    losses = {}
-    for name in ("single", mode):
-        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
-        losses[name] = [json.loads(line)["loss"] for line in lines if json.loads(line)["kind"] == "step"]
+    losses = {name: [r["loss"] for r in metrics(tmp_path / name, "step")] for name in ("single", mode)}
     assert losses[mode] == pytest.approx(losses["single"], rel=1e-4)
     # rank 0 wrote whole tensors (gathered from the shards under FSDP2), in the model's key order
     saved = final_weights(tmp_path / mode)
