@@ -38,7 +38,8 @@ def calibrate(config: str, overrides: list[str], num_classes: int, in_chans: int
     model = build_model(cfg, num_classes, in_chans).to(device)
     images = torch.randn(cfg.data.batch_size, model.cfg.in_chans, *model.cfg.img_size, device=device)
     step = train_fn(model, images, pick_precision(cfg.precision, device), num_classes)
-    return alternating_rates({"step": step}, cfg.data.batch_size, Timing(min_time=3.0, repeats=1), device)["step"]
+    timing = Timing(min_time=2.0, repeats=3)  # the median of three: one slow repeat cost a whole epoch before
+    return alternating_rates({"step": step}, cfg.data.batch_size, timing, device)["step"]
 
 
 def run_task(name: str, minutes: float, output_dir: Path, extra: list[str], epochs: int | None = None) -> dict:

@@ -1,9 +1,10 @@
-"""vitkit beside a plain PyTorch ViT (same weights, same process, alternating repeats): inference and training.
+"""vitkit beside a plain PyTorch ViT and timm (same weights, same process, alternating repeats): inference, training.
 
     python benchmarks/train_speed.py                              # the three models of issue 8, a few minutes
     python benchmarks/train_speed.py --models vit_cifar_patch4_32 --threads 1 --min-time 0.5
 
-Prints a table and writes benchmarks/results/train_speed.json. timm is not compared when it cannot be imported.
+Prints a table and writes benchmarks/results/train_speed.json. timm is compared when it is installed (see
+timm_import.py for machines without torchvision) and the model is one it has (not ViT-5).
 """
 from __future__ import annotations
 
@@ -19,18 +20,21 @@ from vitkit.bench import Timing, bench, plain_twin_gaps
 from vitkit.models import create_model
 from vitkit.report import format_table, write_json
 
+from timm_import import import_timm
+
 BATCHES = {"vit_cifar_patch4_32": 64, "vit_small_patch16_224": 8, "vit5_small_patch16_224": 8}
 
 
-def run(models: list[str], dtypes: list[str], timing: Timing) -> list[dict]:
-    """Every model x {inference, training} x dtype, each with its plain twin when the architecture allows one."""
+def run(models: list[str], dtypes: list[str], timing: Timing, with_timm: bool) -> list[dict]:
+    """Every model x {inference, training} x dtype, with its plain and timm twins when the architecture allows."""
     records = []
     for name in models:
         with torch.device("meta"):
             baseline = not plain_twin_gaps(create_model(name).cfg)
         for train in (False, True):
             for dtype in dtypes:
-                found = bench(name, BATCHES.get(name, 16), dtype, train=train, baseline=baseline, timing=timing)
+                found = bench(name, BATCHES.get(name, 16), dtype, train=train, baseline=baseline,
+                              timm=baseline and with_timm, timing=timing)
                 for record in found:
                     record["load_avg"] = round(os.getloadavg()[0], 2)
                     print(f"{name} {record['mode']} {dtype} {record['impl']}: {record['img_s']:.1f} img/s",
@@ -61,13 +65,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    records = run(args.models, args.dtypes, Timing(args.min_time, args.repeats))
+    timm, timm_note = import_timm()
+    records = run(args.models, args.dtypes, Timing(args.min_time, args.repeats), timm is not None)
     print(table(records))
-    try:
-        import timm  # noqa: F401
-        timm_note = "timm is importable, but this script does not compare it yet"
-    except ImportError as missing:
-        timm_note = f"timm not compared: {missing}"
     print(timm_note)
     env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
                load_avg=os.getloadavg(), timm=timm_note)

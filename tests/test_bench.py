@@ -1,10 +1,11 @@
 import json
+import sys
 
 import pytest
 import torch
 
 from vitkit import create_model
-from vitkit.bench import PlainViT, achieved_flops, matmul_flops, plain_twin
+from vitkit.bench import PlainViT, achieved_flops, matmul_flops, plain_twin, timm_twin
 from vitkit.cli import main
 
 
@@ -41,6 +42,24 @@ def test_plain_baseline_matches_vitkit_logits_and_gradients(name):
     twin(x).square().sum().backward()
     torch.testing.assert_close(twin.blocks[0].attn.qkv.weight.grad, model.blocks[0].attn.qkv.weight.grad,
                                rtol=1e-4, atol=1e-6)
+
+
+def test_timm_twin_matches_vitkit_logits():
+    pytest.importorskip("timm", reason="timm (and the torchvision it imports) not installed")
+    torch.manual_seed(0)
+    model = create_model("vit_cifar_patch4_32").eval()
+    with torch.no_grad():
+        model.pos_embed.normal_()
+    twin = timm_twin(model).eval()
+    assert type(twin).__module__ == "timm.models.vision_transformer"
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(twin(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bench_timm_without_timm_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # an import of timm now fails
+    with pytest.raises(SystemExit, match="pip install timm"):
+        main(["bench", "vit_cifar_patch4_32", "--batch", "1", "--timm", "--min-time", "0.01", "--repeats", "1"])
 
 
 def test_plain_baseline_refuses_architectures_it_does_not_cover():

@@ -22,6 +22,15 @@ def test_info_accepts_overrides(capsys):
     assert "B x 65 x 192" in capsys.readouterr().out
 
 
+def test_info_shows_the_feature_maps_of_a_stem(capsys):
+    assert main(["info", "vit_cifar_patch4_32", "patch_size=1", "conv_stem=[32,64]"]) == 0
+    out = capsys.readouterr().out
+    assert "conv stem feature map" in out and "B x 64 x 8 x 8" in out and "B x 64 x 192" in out
+    assert main(["info", "vit_base_r50_s16_224"]) == 0
+    out = capsys.readouterr().out
+    assert "ResNet feature map" in out and "B x 1024 x 14 x 14" in out
+
+
 def test_unknown_model_is_a_clear_error_with_exit_code_2():
     result = subprocess.run([sys.executable, "-m", "vitkit", "info", "vit_bse_patch16_224"], capture_output=True, text=True)
     assert result.returncode == 2

@@ -147,8 +147,8 @@ def plain_twin_gaps(cfg: Any) -> list[str]:
     """The config fields (as 'field=value') that a PlainViT cannot reproduce; empty when it can."""
     plain = dict(mlp="gelu", norm="layernorm", qk_norm=False, init_values=None, class_token=True, num_class_tokens=1,
                  dist_token=False, reg_tokens=0, pos_embed="learned", no_embed_class=False, rope=False, alibi=False,
-                 global_pool="token", fc_norm=False, representation_size=None, backbone=None, attn_gate=False,
-                 ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True)
+                 global_pool="token", fc_norm=False, representation_size=None, backbone=None, conv_stem=(),
+                 attn_gate=False, ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True)
     gaps = [f"{key}={getattr(cfg, key)!r}" for key, value in plain.items() if getattr(cfg, key) != value]
     return gaps + ([f"img_size={cfg.img_size!r}"] if cfg.img_size[0] != cfg.img_size[1] else [])
 
@@ -161,6 +161,21 @@ def plain_twin(model: nn.Module) -> PlainViT:
         raise ValueError(f"the plain baseline only covers the original ViT; this model has {', '.join(gaps)}")
     twin = PlainViT(cfg.img_size[0], cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden_dim,
                     cfg.num_classes, cfg.in_chans, cfg.qkv_bias, cfg.norm_eps)
+    twin.load_state_dict(model.state_dict())
+    return twin.to(next(model.parameters()).device)
+
+
+def timm_twin(model: nn.Module) -> nn.Module:
+    """timm's VisionTransformer with `model`'s architecture and weights (the same key names as the plain twin)."""
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    cfg = model.cfg
+    gaps = plain_twin_gaps(cfg)
+    if gaps:
+        raise ValueError(f"the timm comparison only covers the original ViT; this model has {', '.join(gaps)}")
+    twin = TimmViT(img_size=cfg.img_size[0], patch_size=cfg.patch_size, in_chans=cfg.in_chans,
+                   num_classes=cfg.num_classes, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+                   mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias)
     twin.load_state_dict(model.state_dict())
     return twin.to(next(model.parameters()).device)
 
@@ -222,8 +237,9 @@ def _first_call_seconds(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, compile_: bool = False,
-          baseline: bool = False, device: str = "cpu", timing: Timing = Timing()) -> list[dict[str, Any]]:
-    """Benchmarks one preset (and its plain twin): one record per implementation."""
+          baseline: bool = False, timm: bool = False, device: str = "cpu",
+          timing: Timing = Timing()) -> list[dict[str, Any]]:
+    """Benchmarks one preset (and its plain and timm twins): one record per implementation."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {tuple(DTYPES)}")
     dev = torch.device(device)
@@ -233,6 +249,8 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
     models = {"vitkit": model}
     if baseline:
         models["plain"] = plain_twin(model)
+    if timm:
+        models["timm"] = timm_twin(model)
     x = torch.randn(batch, cfg.in_chans, *cfg.img_size, device=dev)
     flops = count_flops(model, cfg.img_size, cfg.in_chans)
     make = functools.partial(train_fn, num_classes=cfg.num_classes) if train else inference_fn

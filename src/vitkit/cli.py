@@ -41,9 +41,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     cfg = model.cfg
     print(model)
     rows = [["images", f"B x {cfg.in_chans} x {cfg.img_size[0]} x {cfg.img_size[1]}"]]
-    if cfg.backbone:
-        side = cfg.img_size[0] // (cfg.feature_stride // cfg.patch_size), cfg.img_size[1] // (cfg.feature_stride // cfg.patch_size)
-        rows.append(["ResNet feature map", f"B x {model.backbone.out_chans} x {side[0]} x {side[1]}"])
+    if model.backbone is not None:
+        stem_stride = cfg.feature_stride // cfg.patch_size
+        side = cfg.img_size[0] // stem_stride, cfg.img_size[1] // stem_stride
+        kind = "ResNet" if cfg.backbone else "conv stem"
+        rows.append([f"{kind} feature map", f"B x {model.backbone.out_chans} x {side[0]} x {side[1]}"])
     rows.append(["patch tokens", f"B x {cfg.num_patches} x {cfg.embed_dim}  (grid {cfg.grid_size[0]}x{cfg.grid_size[1]})"])
     prefix = [f"{cfg.num_class_tokens} class" if cfg.class_token else "", "1 distillation" if cfg.dist_token else "",
               f"{cfg.reg_tokens} register" if cfg.reg_tokens and cfg.reg_position == "prefix" else ""]
@@ -249,7 +251,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     timing = Timing(min_time=args.min_time, repeats=args.repeats, warmup=args.warmup)
     try:
         records = bench(args.model, batch=args.batch, dtype=args.dtype, train=args.train, compile_=args.compile,
-                        baseline=args.baseline, device=args.device, timing=timing)
+                        baseline=args.baseline, timm=args.timm, device=args.device, timing=timing)
+    except ImportError as missing:
+        raise SystemExit(f"--timm needs an importable timm (pip install timm; it imports torchvision): {missing}")
     finally:
         torch.set_num_threads(previous_threads)
     rows = [[r["impl"], r["mode"], r["dtype"], r["batch"], r["threads"], round(r["img_s"], 1),
@@ -271,6 +275,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (first call s = compile time)")
     parser.add_argument("--train", action="store_true", help="time a full training step instead of inference")
     parser.add_argument("--baseline", action="store_true", help="also time a plain PyTorch ViT with the same weights")
+    parser.add_argument("--timm", action="store_true", help="also time timm's VisionTransformer with the same weights")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed repeat")

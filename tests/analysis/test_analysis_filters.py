@@ -41,3 +41,4 @@ def test_filter_tiles_are_drawn_for_rgb_and_grey(tmp_path):
 
 def test_models_without_pixel_filters_say_why():
     assert "4 channels" in filters_message(tiny_model(in_chans=4))
+    assert "convolutional stem" in filters_message(tiny_model(patch_size=2, conv_stem=(8, 16)))

@@ -18,6 +18,7 @@ MODELS = {
                                                       global_pool="avg", fc_norm=True, norm="rmsnorm",
                                                       representation_size=16)),
     "hybrid_r50": ("vit_base_r50_s16_224", dict(img_size=32, depth=1, backbone_layers=(1, 1))),
+    "conv_stem": ("vit_cifar_patch4_32", dict(patch_size=1, conv_stem=(8, 16))),
 }
 
 
@@ -26,8 +27,11 @@ def randomised(name: str, overrides: dict) -> VisionTransformer:
     torch.manual_seed(0)
     model = create_model(name, **{**TINY, **overrides}).eval()
     with torch.no_grad():
-        for tensor in model.state_dict().values():
-            tensor.copy_(torch.randn_like(tensor))
+        for key, tensor in model.state_dict().items():
+            if not tensor.dtype.is_floating_point:  # BatchNorm's batch counter
+                tensor.random_(1, 1000)
+            else:
+                tensor.copy_(torch.randn_like(tensor).abs() if key.endswith("running_var") else torch.randn_like(tensor))
     model.preprocess = Preprocess(mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), interpolation="bilinear", crop_pct=0.95)
     model.class_names = ["cat", "dog", "fox"]
     return model

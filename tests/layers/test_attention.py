@@ -47,15 +47,17 @@ def test_heads_must_divide_dim():
         Attention(30, 4)
 
 
-def test_bf16_training_on_cpu_matches_fp32_attention_in_value_and_gradient():
-    # bf16 training on a CPU takes SDPA's math backend (faster there); it must still be the same attention
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_bf16_on_cpu_matches_fp32_attention_in_value_and_gradient(with_bias):
+    # bf16 on a CPU takes the explicit path (faster there than SDPA); it must still be the same attention
     torch.manual_seed(0)
     attn = Attention(32, 4).train()
     x = torch.randn(3, 17, 32, requires_grad=True)
-    expected = attn(x)
+    bias = alibi_2d_bias(4, (4, 4), num_prefix_tokens=1) if with_bias else None
+    expected = attn(x, attn_bias=bias)
     expected_grads = torch.autograd.grad(expected.square().sum(), [x, attn.qkv.weight])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = attn(x)
+        out = attn(x, attn_bias=bias)
     grads = torch.autograd.grad(out.float().square().sum(), [x, attn.qkv.weight])
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.03)

@@ -14,7 +14,8 @@ from .plots import save_figure, tile_mosaic
 def filters_message(model: VisionTransformer) -> str | None:
     """Why a model has no pixel filters to show, or None when it has them."""
     if model.backbone is not None:
-        return ("this hybrid embeds ResNet feature maps with a 1x1 projection: its patch embedding has no pixel "
+        stem = "a ResNet" if model.cfg.backbone else "a convolutional stem"
+        return (f"this model embeds the feature maps of {stem}, not pixels: its patch embedding has no pixel "
                 "filters to show")
     if model.cfg.in_chans not in (1, 3):
         return f"filters are drawn for 1- or 3-channel inputs; this model takes {model.cfg.in_chans} channels"

@@ -1,6 +1,7 @@
 """Building blocks of the Vision Transformer, each small and single-purpose."""
 from .attention import Attention
 from .block import Block
+from .conv_stem import ConvStem
 from .drop_path import DropPath, drop_path_rates
 from .gate import SigmoidGate
 from .layer_scale import LayerScale
@@ -13,7 +14,7 @@ from .pos_embed import alibi_2d_bias, resample_pos_embed, sincos_2d
 from .rope import apply_rope, rope_angles, rope_frequencies, rope_tables
 
 __all__ = [
-    "Attention", "Block", "DropPath", "drop_path_rates", "SigmoidGate", "LayerScale", "GluMlp", "Mlp", "make_mlp",
-    "RMSNorm", "TokenGroupNorm", "make_norm", "PatchEmbed", "check_image", "PromptTokens", "TokenPool", "alibi_2d_bias",
-    "resample_pos_embed", "sincos_2d", "apply_rope", "rope_angles", "rope_frequencies", "rope_tables",
+    "Attention", "Block", "ConvStem", "DropPath", "drop_path_rates", "SigmoidGate", "LayerScale", "GluMlp", "Mlp",
+    "make_mlp", "RMSNorm", "TokenGroupNorm", "make_norm", "PatchEmbed", "check_image", "PromptTokens", "TokenPool",
+    "alibi_2d_bias", "resample_pos_embed", "sincos_2d", "apply_rope", "rope_angles", "rope_frequencies", "rope_tables",
 ]

@@ -80,6 +80,7 @@ class ViTConfig:
     weight_init: str = "timm"
     backbone: str | None = None
     backbone_layers: tuple[int, ...] = field(default=(3, 4, 9))
+    conv_stem: tuple[int, ...] = ()
     prompt_tokens: int = 0
     prompt_deep: bool = False
 
@@ -88,6 +89,7 @@ class ViTConfig:
             self.img_size = (self.img_size, self.img_size)
         self.img_size = tuple(int(s) for s in self.img_size)
         self.backbone_layers = tuple(int(n) for n in self.backbone_layers)
+        self.conv_stem = tuple(int(n) for n in self.conv_stem)
         self._validate()
 
     def _validate(self) -> None:
@@ -99,6 +101,8 @@ class ViTConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
         if self.backbone is not None and self.backbone not in BACKBONES:
             raise ValueError(f"backbone={self.backbone!r} is not one of {BACKBONES} (or None)")
+        if self.backbone is not None and self.conv_stem:
+            raise ValueError("a model has one stem: set backbone=None to use conv_stem, or conv_stem=() for the ResNet")
         if len(self.img_size) != 2:
             raise ValueError(f"img_size must be an int or (height, width), got {self.img_size}")
         stride = self.feature_stride
@@ -143,9 +147,10 @@ class ViTConfig:
 
     @property
     def feature_stride(self) -> int:
-        """Pixels per token side: the patch size, times the CNN's output stride for hybrids."""
-        backbone_stride = 4 * 2 ** (len(self.backbone_layers) - 1) if self.backbone else 1
-        return self.patch_size * backbone_stride
+        """Pixels per token side: the patch size, times the output stride of the ResNet or convolutional stem."""
+        if self.backbone:
+            return self.patch_size * 4 * 2 ** (len(self.backbone_layers) - 1)
+        return self.patch_size * 2 ** len(self.conv_stem)
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """One VisionTransformer, wired from layers/ by a ViTConfig; every stage of the forward pass is visible here.
 
-images -> [ResNet stem] -> patch_embed -> prefix tokens + abs pos -> blocks (RoPE / ALiBi inside attention)
+images -> [ResNet or conv stem] -> patch_embed -> prefix tokens + abs pos -> blocks (RoPE / ALiBi inside attention)
        -> norm -> pool -> fc_norm -> pre_logits -> head
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import (Block, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias, drop_path_rates, make_norm, resample_pos_embed,
-                      rope_angles, rope_tables, sincos_2d)
+from ..layers import (Block, ConvStem, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias, drop_path_rates, make_norm,
+                      resample_pos_embed, rope_angles, rope_tables, sincos_2d)
 from .config import Preprocess, ViTConfig
 from .resnet import ResNetStem
 
@@ -45,7 +45,8 @@ class VisionTransformer(nn.Module):
         self.preprocess = Preprocess()
         self.class_names: list[str] | None = None
 
-        self.backbone = ResNetStem(cfg.in_chans, cfg.backbone_layers) if cfg.backbone else None
+        self.backbone = (ResNetStem(cfg.in_chans, cfg.backbone_layers) if cfg.backbone
+                         else ConvStem(cfg.in_chans, cfg.conv_stem) if cfg.conv_stem else None)
         embed_chans = self.backbone.out_chans if self.backbone else cfg.in_chans
         self.patch_embed = PatchEmbed(cfg.patch_size, embed_chans, dim)
 
@@ -131,7 +132,7 @@ class VisionTransformer(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Initialises as the reference named by cfg.weight_init does (see docs/presets.md)."""
+        """Initialises as timm, big_vision ("jax") or the official ViT-5 code does, as cfg.weight_init names."""
         scheme = self.cfg.weight_init
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
