@@ -155,27 +155,27 @@ def plain_twin_gaps(cfg: Any) -> list[str]:
 
 def plain_twin(model: nn.Module) -> PlainViT:
     """A PlainViT with `model`'s architecture and weights; raises if the config is beyond a plain ViT."""
-    cfg = model.cfg
-    gaps = plain_twin_gaps(cfg)
-    if gaps:
-        raise ValueError(f"the plain baseline only covers the original ViT; this model has {', '.join(gaps)}")
-    twin = PlainViT(cfg.img_size[0], cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden_dim,
-                    cfg.num_classes, cfg.in_chans, cfg.qkv_bias, cfg.norm_eps)
-    twin.load_state_dict(model.state_dict())
-    return twin.to(next(model.parameters()).device)
+    return _twin(model, "the plain baseline", lambda cfg: PlainViT(
+        cfg.img_size[0], cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_hidden_dim,
+        cfg.num_classes, cfg.in_chans, cfg.qkv_bias, cfg.norm_eps))
 
 
 def timm_twin(model: nn.Module) -> nn.Module:
     """timm's VisionTransformer with `model`'s architecture and weights (the same key names as the plain twin)."""
     from timm.models.vision_transformer import VisionTransformer as TimmViT
 
-    cfg = model.cfg
-    gaps = plain_twin_gaps(cfg)
+    return _twin(model, "the timm comparison", lambda cfg: TimmViT(
+        img_size=cfg.img_size[0], patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+        embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+        qkv_bias=cfg.qkv_bias))
+
+
+def _twin(model: nn.Module, what: str, build: Callable[[Any], nn.Module]) -> nn.Module:
+    """Builds another implementation of `model`'s plain-ViT architecture and loads `model`'s weights into it."""
+    gaps = plain_twin_gaps(model.cfg)
     if gaps:
-        raise ValueError(f"the timm comparison only covers the original ViT; this model has {', '.join(gaps)}")
-    twin = TimmViT(img_size=cfg.img_size[0], patch_size=cfg.patch_size, in_chans=cfg.in_chans,
-                   num_classes=cfg.num_classes, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
-                   mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias)
+        raise ValueError(f"{what} only covers the original ViT; this model has {', '.join(gaps)}")
+    twin = build(model.cfg)
     twin.load_state_dict(model.state_dict())
     return twin.to(next(model.parameters()).device)
 

@@ -307,7 +307,7 @@ def pick_device(name: str) -> torch.device:
 
 def pick_precision(name: str, device: torch.device) -> str:
     """'auto' is bf16 autocast where the hardware computes in bf16 (GPUs that support it, CPUs with AVX512-BF16 or
-    AMX: 1.7x fp32 training measured on AVX512-BF16), fp16 on older GPUs, fp32 on other CPUs (bf16 is emulated
+    AMX: 1.9x fp32 training measured on AVX512-BF16), fp16 on older GPUs, fp32 on other CPUs (bf16 is emulated
     there and slower than fp32)."""
     if name != "auto":
         if name == "fp16" and device.type != "cuda":
