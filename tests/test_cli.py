@@ -31,6 +31,12 @@ def test_info_shows_the_feature_maps_of_a_stem(capsys):
     assert "ResNet feature map" in out and "B x 1024 x 14 x 14" in out
 
 
+def test_info_shows_the_training_sequence_under_patch_dropout(capsys):
+    assert main(["info", "vit_cifar_patch4_32", "patch_drop_rate=0.75"]) == 0
+    out = capsys.readouterr().out
+    assert "B x 65 x 192" in out and "B x 17 x 192" in out and "keeps 16 of 64 patches" in out
+
+
 def test_unknown_model_is_a_clear_error_with_exit_code_2():
     result = subprocess.run([sys.executable, "-m", "vitkit", "info", "vit_bse_patch16_224"], capture_output=True, text=True)
     assert result.returncode == 2

@@ -148,7 +148,7 @@ def plain_twin_gaps(cfg: Any) -> list[str]:
     plain = dict(mlp="gelu", norm="layernorm", qk_norm=False, init_values=None, class_token=True, num_class_tokens=1,
                  dist_token=False, reg_tokens=0, pos_embed="learned", no_embed_class=False, rope=False, alibi=False,
                  global_pool="token", fc_norm=False, representation_size=None, backbone=None, conv_stem=(),
-                 attn_gate=False, ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True)
+                 attn_gate=False, ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True, patch_drop_rate=0.0)
     gaps = [f"{key}={getattr(cfg, key)!r}" for key, value in plain.items() if getattr(cfg, key) != value]
     return gaps + ([f"img_size={cfg.img_size!r}"] if cfg.img_size[0] != cfg.img_size[1] else [])
 

@@ -53,6 +53,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows.append(["suffix tokens", f"{cfg.num_suffix_tokens} register" if cfg.num_suffix_tokens else "none"])
     total = cfg.num_patches + cfg.num_prefix_tokens + cfg.num_suffix_tokens
     rows.append(["sequence in each block", f"B x {total} x {cfg.embed_dim}  ({cfg.num_heads} heads of {cfg.head_dim})"])
+    if cfg.patch_drop_rate:
+        kept = model.patch_drop.num_kept(cfg.num_patches)
+        rows.append(["... in training (patch dropout)", f"B x {total - cfg.num_patches + kept} x {cfg.embed_dim}  "
+                                                         f"(keeps {kept} of {cfg.num_patches} patches per image)"])
     rows.append(["position encoding", ", ".join(p for p in [cfg.pos_embed if cfg.pos_embed != "none" else "",
                                                             "2D RoPE" if cfg.rope else "",
                                                             "2D ALiBi" if cfg.alibi else ""] if p) or "none"])

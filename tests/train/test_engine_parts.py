@@ -73,6 +73,8 @@ def test_config_errors_name_the_key():
         resolve_config(overrides=["model.num_head=3"])
     with pytest.raises(ValueError, match="optim.name='adam' is not one of"):
         from_dict(TrainConfig, {"optim": {"name": "adam"}})
+    with pytest.raises(ValueError, match="eval_every_epochs must be at least 1"):
+        resolve_config(overrides=["eval_every_epochs=0"])
     assert math.isclose(resolve_config(overrides=["optim.lr=5e-4"]).optim.lr, 5e-4)
 
 

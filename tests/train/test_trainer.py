@@ -122,6 +122,14 @@ def test_tensorboard_receives_the_metrics_the_run_records(tmp_path, fast_overrid
     assert [e.value for e in events.Scalars("step/loss")] == pytest.approx([r["loss"] for r in steps])
 
 
+def test_eval_every_epochs_scores_those_epochs_and_always_the_last(tmp_path, fast_overrides):
+    result = train(overrides=fast_overrides + ["schedule.epochs=3", "eval_every_epochs=2"])
+    records = metrics(tmp_path / "run", "epoch")
+    assert ["val_top1" in r for r in records] == [False, True, True]
+    assert result.summary["best_epoch"] in (2, 3) and (tmp_path / "run" / "curves.png").is_file()
+    assert evaluate_on(result.model, "digits")["top1"] == pytest.approx(records[-1]["val_top1"], abs=1e-6)
+
+
 def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
     summary = train(overrides=fast_overrides + ["precision=bf16", "schedule.epochs=3"]).summary
     assert summary["precision"] == "bf16"

@@ -7,6 +7,7 @@ from .gate import SigmoidGate
 from .layer_scale import LayerScale
 from .mlp import GluMlp, Mlp, make_mlp
 from .norm import RMSNorm, TokenGroupNorm, make_norm
+from .patch_dropout import PatchDropout
 from .patch_embed import PatchEmbed, check_image
 from .pooling import TokenPool
 from .prompt import PromptTokens
@@ -15,6 +16,7 @@ from .rope import apply_rope, rope_angles, rope_frequencies, rope_tables
 
 __all__ = [
     "Attention", "Block", "ConvStem", "DropPath", "drop_path_rates", "SigmoidGate", "LayerScale", "GluMlp", "Mlp",
-    "make_mlp", "RMSNorm", "TokenGroupNorm", "make_norm", "PatchEmbed", "check_image", "PromptTokens", "TokenPool",
-    "alibi_2d_bias", "resample_pos_embed", "sincos_2d", "apply_rope", "rope_angles", "rope_frequencies", "rope_tables",
+    "make_mlp", "RMSNorm", "TokenGroupNorm", "make_norm", "PatchDropout", "PatchEmbed", "check_image", "PromptTokens",
+    "TokenPool", "alibi_2d_bias", "resample_pos_embed", "sincos_2d", "apply_rope", "rope_angles", "rope_frequencies",
+    "rope_tables",
 ]

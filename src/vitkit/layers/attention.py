@@ -32,7 +32,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 attn_bias: torch.Tensor | None = None, return_attn: bool = False):
-        """x [B, N, D]; rope: cos/sin [N, head_dim]; attn_bias: additive [H, N, N]. Returns out (and probs [B, H, N, N])."""
+        """x [B, N, D]; rope: cos/sin [N, head_dim]; attn_bias: additive [H, N, N] (per image after patch dropout:
+        [B, 1, N, head_dim] and [B, H, N, N]). Returns out (and probs [B, H, N, N])."""
         batch, tokens, dim = x.shape
         q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)

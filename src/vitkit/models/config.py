@@ -77,6 +77,7 @@ class ViTConfig:
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     drop_path_schedule: str = "linear"
+    patch_drop_rate: float = 0.0
     weight_init: str = "timm"
     backbone: str | None = None
     backbone_layers: tuple[int, ...] = field(default=(3, 4, 9))

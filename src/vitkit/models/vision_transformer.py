@@ -1,7 +1,7 @@
 """One VisionTransformer, wired from layers/ by a ViTConfig; every stage of the forward pass is visible here.
 
-images -> [ResNet or conv stem] -> patch_embed -> prefix tokens + abs pos -> blocks (RoPE / ALiBi inside attention)
-       -> norm -> pool -> fc_norm -> pre_logits -> head
+images -> [ResNet or conv stem] -> patch_embed -> prefix tokens + abs pos -> [patch dropout, training only]
+       -> blocks (RoPE / ALiBi inside attention) -> norm -> pool -> fc_norm -> pre_logits -> head
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import (Block, ConvStem, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias, drop_path_rates, make_norm,
-                      resample_pos_embed, rope_angles, rope_tables, sincos_2d)
+from ..layers import (Block, ConvStem, PatchDropout, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias,
+                      drop_path_rates, make_norm, resample_pos_embed, rope_angles, rope_tables, sincos_2d)
 from .config import Preprocess, ViTConfig
 from .resnet import ResNetStem
 
@@ -58,6 +58,7 @@ class VisionTransformer(nn.Module):
         else:
             self.pos_embed = None
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
+        self.patch_drop = PatchDropout(cfg.patch_drop_rate, cfg.num_prefix_tokens, cfg.num_suffix_tokens)
         self._build_position_buffers()
 
         rates = drop_path_rates(cfg.depth, cfg.drop_path_rate, cfg.drop_path_schedule)
@@ -210,7 +211,7 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] -> normalised tokens [B, N, D]."""
-        x, rope, bias = self.embed(x)
+        x, rope, bias = self.patch_drop(*self.embed(x))
         if self.prompt is not None:
             x, rope, bias = self.prompt.insert(x, rope, bias)
         for i, block in enumerate(self.blocks):

@@ -87,6 +87,7 @@ class TrainConfig:
     deterministic: bool = False
     distributed: str = "ddp"
     checkpoint_every_steps: int | None = None
+    eval_every_epochs: int = 1
     best_metric: str = "val_top1"
     model: dict[str, Any] = field(default_factory=lambda: dict(DIGITS_MODEL))
     data: DataConfig = field(default_factory=DataConfig)
@@ -107,8 +108,9 @@ class TrainConfig:
         if "name" not in self.model:
             raise ValueError("model.name is required (a preset, e.g. vit_cifar_patch4_32; see `vitkit models`)")
         check_fields(ViTConfig, {k: v for k, v in self.model.items() if k != "name"})
-        if self.optim.accum_steps < 1 or self.data.batch_size < 1 or self.schedule.epochs < 1:
-            raise ValueError("optim.accum_steps, data.batch_size and schedule.epochs must be at least 1")
+        if min(self.optim.accum_steps, self.data.batch_size, self.schedule.epochs, self.eval_every_epochs) < 1:
+            raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
+                             "least 1")
         if self.best_metric not in ("val_top1", "ema_val_top1", "val_loss", "ema_val_loss"):
             raise ValueError(f"best_metric={self.best_metric!r}; choose val_top1, ema_val_top1, val_loss or ema_val_loss")
         if self.best_metric.startswith("ema_") and self.ema.decay is None:

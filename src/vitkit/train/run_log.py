@@ -60,20 +60,21 @@ class RunLog:
             return
         records = [json.loads(line) for line in path.read_text().splitlines() if line]
         steps = [r for r in records if r["kind"] == "step"]
-        epochs = [r for r in records if r["kind"] == "epoch"]
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
         axes[0].plot([r["epoch_float"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="train (step)")
-        axes[0].plot([r["epoch"] for r in epochs], [r["val_loss"] for r in epochs], "o-", label="test")
+        scored = [r for r in records if r["kind"] == "epoch" and "val_loss" in r]  # see eval_every_epochs
+        axes[0].plot([r["epoch"] for r in scored], [r["val_loss"] for r in scored], "o-", label="test")
         axes[0].set(title="loss", xlabel="epoch")
         for key, label in (("val_top1", "test top-1"), ("ema_val_top1", "EMA test top-1")):
-            points = [(r["epoch"], r[key]) for r in epochs if key in r]
+            points = [(r["epoch"], r[key]) for r in scored if key in r]
             if points:
                 axes[1].plot(*zip(*points), "o-", label=label)
         axes[1].set(title="accuracy (%)", xlabel="epoch")
         axes[2].plot([r["epoch_float"] for r in steps], [r["lr"] for r in steps])
         axes[2].set(title="learning rate", xlabel="epoch")
         for ax in axes[:2]:
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:  # no test points yet before the first evaluation
+                ax.legend()
         for ax in axes:
             ax.grid(alpha=0.3)
         fig.tight_layout()

@@ -215,30 +215,32 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                               f"continue with --resume (run {run_dir})")
             bar.close()
 
-            # end of epoch: evaluate the raw and the EMA weights, checkpoint, log
+            # end of epoch: evaluate the raw and the EMA weights (every eval_every_epochs and last), checkpoint, log
             progress.update(epoch=epoch + 1, batch=0)
             mean_loss = torch.tensor(epoch_loss / max(epoch_batches, 1), device=device)
             record = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
                       "train_loss": mean_over_ranks(mean_loss, ctx), "epoch_seconds": time.time() - epoch_start}
-            scores = evaluate(model, test_loader, num_classes, device, autocast_dtype, ctx)
-            record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_loss=scores["loss"])
-            if ema:
-                ema_scores = evaluate(ema.module, test_loader, num_classes, device, autocast_dtype, ctx)
-                record.update(ema_val_top1=ema_scores["top1"], ema_val_top5=ema_scores["top5"],
-                              ema_val_loss=ema_scores["loss"])
-            value = record[cfg.best_metric]
-            improved = progress["best"] is None or (value < progress["best"] if cfg.best_metric.endswith("loss")
-                                                    else value > progress["best"])
-            if improved:
-                progress.update(best=value, best_epoch=epoch + 1)
-                save("best", ema.module if cfg.best_metric.startswith("ema_") else model, None)
+            scored = (epoch + 1) % cfg.eval_every_epochs == 0 or epoch + 1 == cfg.schedule.epochs
+            if scored:
+                scores = evaluate(model, test_loader, num_classes, device, autocast_dtype, ctx)
+                record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_loss=scores["loss"])
+                if ema:
+                    ema_scores = evaluate(ema.module, test_loader, num_classes, device, autocast_dtype, ctx)
+                    record.update(ema_val_top1=ema_scores["top1"], ema_val_top5=ema_scores["top5"],
+                                  ema_val_loss=ema_scores["loss"])
+                value = record[cfg.best_metric]
+                improved = progress["best"] is None or (value < progress["best"] if cfg.best_metric.endswith("loss")
+                                                        else value > progress["best"])
+                if improved:
+                    progress.update(best=value, best_epoch=epoch + 1)
+                    save("best", ema.module if cfg.best_metric.startswith("ema_") else model, None)
             log.metrics(record)  # before the checkpoint: a resumed run rewrites records past it, never loses one
             save_last()
             log.plot_curves()
-            ema_note = f", EMA {record['ema_val_top1']:.2f}%" if ema else ""
-            log.text(f"epoch {epoch + 1}/{cfg.schedule.epochs}: train loss {record['train_loss']:.4f}, "
-                     f"test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%{ema_note} "
-                     f"({record['epoch_seconds']:.1f}s)")
+            test_note = f", test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%" if scored else ""
+            ema_note = f", EMA {record['ema_val_top1']:.2f}%" if scored and ema else ""
+            log.text(f"epoch {epoch + 1}/{cfg.schedule.epochs}: train loss {record['train_loss']:.4f}"
+                     f"{test_note}{ema_note} ({record['epoch_seconds']:.1f}s)")
 
     summary = {"run_dir": str(run_dir), "model": model.preset_name, "dataset": cfg.data.dataset,
                "epochs": cfg.schedule.epochs, "steps": progress["step"], "final_top1": record["val_top1"],

@@ -1,0 +1,46 @@
+"""Patch dropout (Liu et al. 2022): each training image keeps a random subset of its patch tokens.
+
+Attention and MLP cost scale with the token count, so keeping half the patches makes a training step about twice as
+fast; at test time every patch is kept. Prefix and suffix tokens are always kept, and the RoPE tables and ALiBi bias
+are gathered with the kept patches so every token keeps its own position.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PatchDropout(nn.Module):
+    """Keeps round(num_patches * (1 - rate)) random patches per image in training mode (at least one)."""
+
+    def __init__(self, rate: float, num_prefix_tokens: int, num_suffix_tokens: int) -> None:
+        super().__init__()
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"patch_drop_rate must be in [0, 1), got {rate}")
+        self.rate, self.num_prefix, self.num_suffix = rate, num_prefix_tokens, num_suffix_tokens
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                bias: torch.Tensor | None = None):
+        """x [B, N, D], rope cos/sin [N, head_dim], bias [H, N, N] -> the kept tokens [B, K, D] with per-image
+        tables: cos/sin [B, 1, K, head_dim], bias [B, H, K, K]."""
+        if not self.training or self.rate == 0.0:
+            return x, rope, bias
+        batch, length, dim = x.shape
+        num_patches = length - self.num_prefix - self.num_suffix
+        keep = self.num_kept(num_patches)
+        patches = torch.rand(batch, num_patches, device=x.device).argsort(dim=1)[:, :keep] + self.num_prefix
+        fixed = torch.arange(length, device=x.device)
+        index = torch.cat([fixed[:self.num_prefix].expand(batch, -1), patches,
+                           fixed[length - self.num_suffix:].expand(batch, -1)], dim=1)
+        x = x.gather(1, index[..., None].expand(-1, -1, dim))
+        if rope is not None:
+            rope = tuple(table[index][:, None] for table in rope)
+        if bias is not None:
+            bias = bias[:, index[:, :, None], index[:, None, :]].transpose(0, 1)
+        return x, rope, bias
+
+    def num_kept(self, num_patches: int) -> int:
+        return max(1, round(num_patches * (1.0 - self.rate)))
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
