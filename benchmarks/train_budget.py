@@ -32,12 +32,14 @@ TASKS = {
 
 
 def calibrate(config: str, overrides: list[str], num_classes: int, in_chans: int) -> float:
-    """Training images/s of the recipe's model step here (the input pipeline is ~100x faster, see data.py)."""
+    """Training images/s of the recipe's model step here, compiled if the recipe compiles (the input pipeline is ~100x
+    faster, see data.py)."""
     cfg = resolve_config(config, overrides)
     device = pick_device(cfg.device)
     model = build_model(cfg, num_classes, in_chans).to(device)
     images = torch.randn(cfg.data.batch_size, model.cfg.in_chans, *model.cfg.img_size, device=device)
-    step = train_fn(model, images, pick_precision(cfg.precision, device), num_classes)
+    step = train_fn(torch.compile(model) if cfg.compile else model, images, pick_precision(cfg.precision, device),
+                    num_classes)
     timing = Timing(min_time=2.0, repeats=3)  # the median of three: one slow repeat cost a whole epoch before
     return alternating_rates({"step": step}, cfg.data.batch_size, timing, device)["step"]
 

@@ -257,6 +257,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         records = bench(args.model, batch=args.batch, dtype=args.dtype, train=args.train, compile_=args.compile,
                         baseline=args.baseline, timm=args.timm, device=args.device, timing=timing)
     except ImportError as missing:
+        if not args.timm:
+            raise
         raise SystemExit(f"--timm needs an importable timm (pip install timm; it imports torchvision): {missing}")
     finally:
         torch.set_num_threads(previous_threads)
