@@ -130,6 +130,25 @@ def test_eval_every_epochs_scores_those_epochs_and_always_the_last(tmp_path, fas
     assert evaluate_on(result.model, "digits")["top1"] == pytest.approx(records[-1]["val_top1"], abs=1e-6)
 
 
+def test_patch_drop_off_epochs_train_the_last_steps_on_every_patch(fast_overrides, monkeypatch):
+    from vitkit.layers.patch_dropout import PatchDropout
+
+    lengths, forward = [], PatchDropout.forward
+
+    def recording_forward(self, x, rope=None, bias=None):
+        out = forward(self, x, rope, bias)
+        if torch.is_grad_enabled():  # training steps only, not the evaluations
+            lengths.append(out[0].shape[1])
+        return out
+
+    monkeypatch.setattr(PatchDropout, "forward", recording_forward)
+    train(overrides=fast_overrides + ["model.patch_drop_rate=0.5", "schedule.patch_drop_off_epochs=0.5"])
+    steps_per_epoch = len(lengths) // 2
+    full = round(0.5 * steps_per_epoch)
+    # 8x8 digits in 2x2 patches: a class token and 16 patches, of which patch dropout keeps 8
+    assert lengths == [9] * (len(lengths) - full) + [17] * full
+
+
 def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
     summary = train(overrides=fast_overrides + ["precision=bf16", "schedule.epochs=3"]).summary
     assert summary["precision"] == "bf16"

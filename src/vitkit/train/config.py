@@ -53,6 +53,7 @@ class ScheduleConfig:
     warmup_epochs: float = 3.0
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
+    patch_drop_off_epochs: float = 0.0  # the last epochs see every patch: training ends on the test-time sequence
 
 
 @dataclass
@@ -111,6 +112,12 @@ class TrainConfig:
         if min(self.optim.accum_steps, self.data.batch_size, self.schedule.epochs, self.eval_every_epochs) < 1:
             raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
                              "least 1")
+        if not 0.0 <= self.schedule.patch_drop_off_epochs <= self.schedule.epochs:
+            raise ValueError(f"schedule.patch_drop_off_epochs={self.schedule.patch_drop_off_epochs} must be between 0 "
+                             f"and schedule.epochs={self.schedule.epochs}")
+        if self.schedule.patch_drop_off_epochs and not self.model.get("patch_drop_rate"):
+            raise ValueError("schedule.patch_drop_off_epochs turns patch dropout off at the end of training, but "
+                             "model.patch_drop_rate is not set; set it (e.g. model.patch_drop_rate=0.5) or drop the key")
         if self.best_metric not in ("val_top1", "ema_val_top1", "val_loss", "ema_val_loss"):
             raise ValueError(f"best_metric={self.best_metric!r}; choose val_top1, ema_val_top1, val_loss or ema_val_loss")
         if self.best_metric.startswith("ema_") and self.ema.decay is None:

@@ -102,6 +102,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
     total_steps = steps_per_epoch * cfg.schedule.epochs
     warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
+    patch_drop_steps = total_steps - round(cfg.schedule.patch_drop_off_epochs * steps_per_epoch)
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
@@ -128,6 +129,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
              f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs -> {run_dir}")
     for note in model_notes:
         log.text(note)
+    if patch_drop_steps < total_steps:
+        log.text(f"patch dropout ({model.cfg.patch_drop_rate}) for steps 1-{patch_drop_steps}, then every patch for "
+                 f"the last {total_steps - patch_drop_steps}")
 
     # optimisation: FSDP2 replaces the parameters by shards, so the model (and its EMA copy) is wrapped first
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
@@ -180,6 +184,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                    cfg.schedule.warmup_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
+                model.patch_drop.train(progress["step"] < patch_drop_steps)
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
                 with gradient_sync(train_model, sync), autocast():
                     loss = criterion(train_model(images), images, targets)
