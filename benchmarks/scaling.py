@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
-from vitkit.bench import Timing, alternating_rates, train_fn  # noqa: E402
+from vitkit.bench import Timing, add_timing_arguments, alternating_rates, train_fn  # noqa: E402
 from vitkit.models import create_model  # noqa: E402
 from vitkit.report import format_table, write_json  # noqa: E402
 
@@ -111,9 +111,7 @@ def main() -> int:
                         help="width x depth pairs for the depth/width sweep at 224")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--min-time", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=2)
+    add_timing_arguments(parser, repeats=2)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

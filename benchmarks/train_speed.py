@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vitkit.bench import Timing, bench, plain_twin_gaps
+from vitkit.bench import Timing, add_timing_arguments, bench, plain_twin_gaps
 from vitkit.models import create_model
 from vitkit.report import format_table, write_json
 
@@ -58,9 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(BATCHES))
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    add_timing_arguments(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = parser.parse_args()
     if args.threads:

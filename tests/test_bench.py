@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vitkit import create_model
-from vitkit.bench import PlainViT, achieved_flops, matmul_flops, plain_twin, timm_twin
+from vitkit.bench import PlainViT, Timing, achieved_flops, bench, inference_fn, matmul_flops, plain_twin, timm_twin
 from vitkit.cli import main
 
 
@@ -19,6 +19,23 @@ def test_bench_smoke_writes_table_and_json(tmp_path, capsys):
     records = json.loads(out.read_text())
     assert [r["impl"] for r in records] == ["vitkit", "plain"]
     assert all(r["img_s"] > 0 and 0 < r["peak_fraction"] for r in records)
+
+
+def test_bf16_inference_runs_the_model_cast_to_bf16_close_to_fp32():
+    torch.manual_seed(0)
+    model = create_model("vit_cifar_patch4_32", depth=2).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+    logits = inference_fn(model, x, "bf16")()
+    assert logits.dtype == torch.bfloat16 and model.head.weight.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), reference, atol=0.05, rtol=0.05)
+
+
+def test_bench_compiled_bf16_inference_smoke():
+    records = bench("vit_cifar_patch4_32", batch=2, dtype="bf16", compile_=True,
+                    timing=Timing(min_time=0.01, repeats=1, warmup=0))
+    assert records[0]["compile"] and records[0]["img_s"] > 0 and records[0]["first_call_s"] > 0
 
 
 def test_flop_arithmetic():

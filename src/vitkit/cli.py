@@ -275,17 +275,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from .bench import add_timing_arguments
+
     parser.add_argument("model", help="preset name, e.g. vit_cifar_patch4_32")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (first call s = compile time)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: training autocasts, inference runs the model cast to bf16")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model, frozen for inference (first call s = compile time)")
     parser.add_argument("--train", action="store_true", help="time a full training step instead of inference")
     parser.add_argument("--baseline", action="store_true", help="also time a plain PyTorch ViT with the same weights")
     parser.add_argument("--timm", action="store_true", help="also time timm's VisionTransformer with the same weights")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    add_timing_arguments(parser)
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--json", help="also write the records to this JSON file")
 

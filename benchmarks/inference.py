@@ -1,0 +1,88 @@
+"""vitkit's fastest CPU inference beside timm's bf16: same weights, same process, alternating repeats.
+
+    python benchmarks/inference.py                                   # ViT-S/16, batch 8 (about 3 minutes)
+    python benchmarks/inference.py --model vit_cifar_patch4_32 --batch 64
+
+Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, and the cast model
+compiled with frozen weights; timm's rows appear when timm is importable (see timm_import.py). Prints images/s, the
+ratio to timm's autocast (else vitkit's), the share of the measured bf16 matmul peak and the largest logit
+difference from fp32; writes benchmarks/results/inference.json.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vitkit.bench import Timing, add_timing_arguments, alternating_rates, inference_fn, peak_matmul_flops, timm_twin
+from vitkit.models import create_model
+from vitkit.models.profile import count_flops
+from vitkit.report import format_table, write_json
+
+from timm_import import import_timm
+
+
+def autocast_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    """fp32 weights, bf16 matmuls: autocast casts every weight on every call."""
+    model.eval()
+
+    def step() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return model(x)
+    return step
+
+
+def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool) -> dict[str, Callable[[], Any]]:
+    """Every (implementation, setting) pair as a ready-to-time step, each on its own copy of the weights."""
+    twins = {"vitkit": lambda: copy.deepcopy(model)} | ({"timm": lambda: timm_twin(model)} if with_timm else {})
+    steps = {}
+    for impl, make in twins.items():
+        steps[f"{impl} bf16 autocast"] = autocast_fn(make(), x)
+        steps[f"{impl} bf16 weights"] = inference_fn(make(), x, "bf16")
+        steps[f"{impl} bf16 compiled"] = inference_fn(torch.compile(make(), options={"freezing": True}), x, "bf16")
+    return steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="vit_small_patch16_224")
+    parser.add_argument("--batch", type=int, default=8)
+    add_timing_arguments(parser, min_time=2.0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    timm, timm_note = import_timm()
+    torch.manual_seed(0)
+    model = create_model(args.model).eval()
+    x = torch.randn(args.batch, model.cfg.in_chans, *model.cfg.img_size)
+    with torch.inference_mode():
+        reference = model(x)
+    steps = settings(model, x, timm is not None)
+    errors = {name: (step().float() - reference).abs().max().item() for name, step in steps.items()}  # + compiles
+    timing = Timing(args.min_time, args.repeats)
+    rates = alternating_rates(steps, args.batch, timing, x.device)
+    peak = peak_matmul_flops(torch.bfloat16, x.device, timing)
+    flops = count_flops(model, model.cfg.img_size, model.cfg.in_chans)
+    baseline = "timm bf16 autocast" if timm is not None else "vitkit bf16 autocast"
+    records = [dict(model=args.model, setting=name, batch=args.batch, img_s=rate, ratio=rate / rates[baseline],
+                    peak_fraction=rate * flops / peak, max_logit_error=errors[name]) for name, rate in rates.items()]
+    rows = [[r["setting"], round(r["img_s"], 1), round(r["ratio"], 2), round(100 * r["peak_fraction"], 1),
+             f"{r['max_logit_error']:.3f}"] for r in records]
+    print(format_table(rows, ["setting", "img/s", f"x {baseline}", "% bf16 peak", "max |logit - fp32|"]))
+    print(f"{args.model}, batch {args.batch}, {torch.get_num_threads()} threads; bf16 matmul peak {peak / 1e9:.0f} "
+          f"GFLOP/s; fp32 logits span {reference.abs().max().item():.2f}; {timm_note}")
+    env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+               load_avg=os.getloadavg(), timm=timm_note, peak_gflop_s=peak / 1e9)
+    print(f"\nwritten to {write_json(args.out, dict(environment=env, results=records))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
