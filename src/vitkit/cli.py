@@ -97,6 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     finally:
         torch.set_num_threads(previous_threads)  # main() may be called in-process (tests, notebooks)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # under torchrun, on success only: a failed rank must not block here
     return 0
 
 

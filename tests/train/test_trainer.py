@@ -175,8 +175,10 @@ def test_existing_run_is_not_overwritten(fast_overrides):
         train(overrides=fast_overrides + ["schedule.epochs=1"])
 
 
+# The worker ends with os._exit: gloo's threads can abort the interpreter's finalisation ("terminate called without
+# an active exception", SIGABRT; pytorch/pytorch#179291), after the results are written and the group destroyed.
 DDP_WORKER = """
-import sys, torch, torch.distributed as dist
+import os, sys, torch, torch.distributed as dist
 from vitkit.train import train
 from vitkit.train.distributed import full_state_dict
 result = train(overrides=[a for a in sys.argv[1:] if a != "--resume"], resume="--resume" in sys.argv)
@@ -186,6 +188,9 @@ dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
     torch.save(gathered, sys.argv[-1].split("=", 1)[1] + "/ddp_weights.pt")
 dist.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
 """
 
 
