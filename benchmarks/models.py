@@ -1,4 +1,4 @@
-"""Every preset's size, cost and CPU speed: params, GFLOPs, inference images/s in fp32 and bf16 autocast.
+"""Every preset's size, cost and CPU speed: params, GFLOPs, inference images/s in fp32 and cast to bf16.
 
     python benchmarks/models.py                 # all presets (about 10 minutes on 2 cores)
     python benchmarks/models.py --models 'vit5_*' --min-time 2
@@ -8,43 +8,34 @@ Prints a table and writes benchmarks/results/models.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from vitkit import create_model, list_models
+from vitkit.bench import Timing, add_timing_arguments, alternating_rates, inference_fn
 from vitkit.models.profile import model_stats
 from vitkit.report import format_table, write_json
 
 
-def images_per_second(model: torch.nn.Module, x: torch.Tensor, bf16: bool, min_time: float, repeats: int) -> float:
-    """Median throughput over `repeats` timed runs of at least `min_time` seconds each, after one warm-up."""
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
-        model(x)
-        rates = []
-        for _ in range(repeats):
-            start, count = time.perf_counter(), 0
-            while time.perf_counter() - start < min_time:
-                model(x)
-                count += x.shape[0]
-            rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates)
+def rates(model: torch.nn.Module, x: torch.Tensor, timing: Timing) -> dict[str, float]:
+    """Inference images/s in fp32 and with a bf16 copy of the model, timed alternately (the way `vitkit bench` does)."""
+    bf16 = copy.deepcopy(model)
+    return alternating_rates({"fp32": inference_fn(model, x, "fp32"), "bf16": inference_fn(bf16, x, "bf16")},
+                             x.shape[0], timing, x.device)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="*", help="shell-style preset filter")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    add_timing_arguments(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "models.json"))
     args = parser.parse_args()
-
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows, records = [], []
     for name in list_models(args.models):
@@ -52,8 +43,8 @@ def main() -> int:
         batch = 16 if stats.gflops < 1 else 4 if stats.gflops < 20 else 1
         model = create_model(name).eval()
         x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size)
-        fp32 = images_per_second(model, x, False, args.min_time, args.repeats)
-        bf16 = images_per_second(model, x, True, args.min_time, args.repeats)
+        measured = rates(model, x, Timing(args.min_time, args.repeats, warmup=1))
+        fp32, bf16 = measured["fp32"], measured["bf16"]
         record = dict(model=name, params=stats.params, gflops=round(stats.gflops, 3), batch=batch,
                       fp32_img_s=round(fp32, 2), bf16_img_s=round(bf16, 2),
                       fp32_gflop_s=round(fp32 * stats.gflops, 1), bf16_gflop_s=round(bf16 * stats.gflops, 1))
