@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import torch
 
-from vitkit.bench import Timing, add_timing_arguments, alternating_rates, inference_fn, peak_matmul_flops, timm_twin
+from vitkit.bench import (Timing, achieved_flops, add_timing_arguments, alternating_rates, inference_fn,
+                          peak_matmul_flops, timm_twin)
 from vitkit.models import create_model
 from vitkit.models.profile import count_flops
 from vitkit.report import format_table, write_json
@@ -72,7 +73,8 @@ def main() -> int:
     flops = count_flops(model, model.cfg.img_size, model.cfg.in_chans)
     baseline = "timm bf16 autocast" if timm is not None else "vitkit bf16 autocast"
     records = [dict(model=args.model, setting=name, batch=args.batch, img_s=rate, ratio=rate / rates[baseline],
-                    peak_fraction=rate * flops / peak, max_logit_error=errors[name]) for name, rate in rates.items()]
+                    peak_fraction=achieved_flops(rate, flops, train=False) / peak, max_logit_error=errors[name])
+               for name, rate in rates.items()]
     rows = [[r["setting"], round(r["img_s"], 1), round(r["ratio"], 2), round(100 * r["peak_fraction"], 1),
              f"{r['max_logit_error']:.3f}"] for r in records]
     print(format_table(rows, ["setting", "img/s", f"x {baseline}", "% bf16 peak", "max |logit - fp32|"]))
