@@ -3,8 +3,9 @@
     python benchmarks/inference.py                                   # ViT-S/16, batch 8 (about 3 minutes)
     python benchmarks/inference.py --model vit_cifar_patch4_32 --batch 64
 
-Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, and the cast model
-compiled with frozen weights; timm's rows appear when timm is importable (see timm_import.py). Prints images/s, the
+Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, the cast model compiled
+with frozen weights, and vitkit with int8 linear layers (vitkit.export.quantize_int8; the rest in fp32 or bf16,
+eager or compiled); timm's rows appear when timm is importable (see timm_import.py). Prints images/s, the
 ratio to timm's autocast (else vitkit's), the share of the measured bf16 matmul peak and the largest logit
 difference from fp32; writes benchmarks/results/inference.json.
 """
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from vitkit.export import quantize_int8
 from vitkit.bench import (Timing, achieved_flops, add_timing_arguments, alternating_rates, inference_fn,
                           peak_matmul_flops, timm_twin)
 from vitkit.models import create_model
@@ -47,6 +49,10 @@ def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool) -> dict[s
         steps[f"{impl} bf16 autocast"] = autocast_fn(make(), x)
         steps[f"{impl} bf16 weights"] = inference_fn(make(), x, "bf16")
         steps[f"{impl} bf16 compiled"] = inference_fn(torch.compile(make(), options={"freezing": True}), x, "bf16")
+    steps["vitkit int8"] = inference_fn(quantize_int8(copy.deepcopy(model)), x, "fp32")
+    for rest in ("fp32", "bf16"):  # the dtype of everything int8 does not cover: norms, attention, head
+        compiled = torch.compile(quantize_int8(copy.deepcopy(model)), options={"freezing": True})
+        steps[f"vitkit int8 {rest} compiled"] = inference_fn(compiled, x, rest)
     return steps
 
 

@@ -20,11 +20,14 @@ from .data.transforms import EvalTransform, scale_size  # noqa: E402
 from .models.config import Preprocess  # noqa: E402
 
 
-def load_model(source: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads."""
+def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> torch.nn.Module:
+    """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads;
+    int8: with the transformer's linear layers quantized for faster CPU inference (see vitkit.export)."""
     from .checkpoints import from_pretrained
+    from .export import quantize_int8
 
-    return from_pretrained(resolve_checkpoint(source)).to(device).eval()
+    model = from_pretrained(resolve_checkpoint(source)).eval()
+    return (quantize_int8(model) if int8 else model).to(device)
 
 
 def resolve_checkpoint(source: str | Path) -> Path:

@@ -1,0 +1,5 @@
+"""Shipping a model: int8 inference and ONNX export."""
+from .onnx import check_onnx, export_onnx
+from .quantize import Int8Linear, quantize_int8
+
+__all__ = ["Int8Linear", "quantize_int8", "export_onnx", "check_onnx"]

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from vitkit import create_model
+from vitkit.export import Int8Linear, quantize_int8
+from vitkit.cli import main
+from vitkit.inference import evaluate_on, load_model
+from vitkit.train import train
+
+SMALL = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
+
+
+def fake_quantized_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The same int8 scheme in float64: round to the int8 grid, multiply back, matmul in float."""
+    w, x = linear.weight.double(), x.double()
+    w_scale = w.abs().amax(1, keepdim=True) / 127
+    x_scale = x.abs().amax(-1, keepdim=True) / 127
+    w_q, x_q = (w / w_scale).round() * w_scale, (x / x_scale).round() * x_scale
+    return x_q @ w_q.T + linear.bias.double()
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (3, 7, 40), (2, 65, 40)])
+def test_int8_linear_is_the_int8_grid_matmul(shape):
+    torch.manual_seed(0)
+    linear = nn.Linear(40, 24)
+    x = torch.randn(shape)
+    out = Int8Linear(linear)(x)
+    assert out.shape == (*shape[:-1], 24) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), fake_quantized_linear(linear, x), rtol=1e-5, atol=1e-5)
+    float_out = linear(x)
+    assert (out - float_out).abs().max() < 0.02 * float_out.abs().max()  # int8 rounding, not a different function
+
+
+def test_int8_linear_keeps_bf16_activations_bf16():
+    linear = nn.Linear(16, 8, bias=False)
+    out = Int8Linear(linear)(torch.randn(4, 16, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+
+
+def test_quantize_int8_swaps_the_block_linears_and_leaves_the_rest():
+    model = quantize_int8(create_model("vit_cifar_patch4_32", **SMALL))
+    int8 = [name for name, m in model.named_modules() if isinstance(m, Int8Linear)]
+    assert len(int8) == 2 * 4  # qkv, proj, fc1, fc2 per block
+    assert all(name.startswith("blocks.") for name in int8)
+    assert isinstance(model.head, nn.Linear) and not model.training
+
+
+def test_quantize_int8_refuses_what_is_not_a_vit():
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        quantize_int8(nn.Sequential(nn.Linear(4, 4)))
+
+
+def test_int8_model_keeps_the_accuracy_of_a_trained_model(tmp_path):
+    torch.manual_seed(0)
+    train(overrides=["model.embed_dim=64", "model.depth=2", "model.num_heads=4", "schedule.epochs=20",
+                     "schedule.warmup_epochs=1",
+                     "logging.progress=false", "data.num_workers=0", f"output_dir={tmp_path}", "name=digits"])
+    fp32 = evaluate_on(load_model(tmp_path / "digits"), "digits")
+    assert main(["eval", str(tmp_path / "digits"), "--data", "digits", "--int8", "--out", str(tmp_path / "int8")]) == 0
+    int8 = json.loads((tmp_path / "int8" / "eval.json").read_text())
+    assert int8["int8"] and isinstance(load_model(tmp_path / "digits", int8=True).blocks[0].mlp.fc1, Int8Linear)
+    assert fp32["top1"] > 80  # a model worth quantizing
+    assert abs(int8["top1"] - fp32["top1"]) <= 1.5
