@@ -41,6 +41,20 @@ def test_bench_compiled_bf16_inference_smoke():
     assert records[0]["compile"] and records[0]["img_s"] > 0 and records[0]["first_call_s"] > 0
 
 
+def test_bench_int8_inference_times_the_quantized_model_against_the_int8_peak(capsys, monkeypatch):
+    import vitkit.bench
+
+    quantized = []
+    real = vitkit.bench.quantize_int8
+    monkeypatch.setattr(vitkit.bench, "quantize_int8", lambda model: quantized.append(model) or real(model))
+    assert main(["bench", "vit_cifar_patch4_32", "--batch", "2", "--dtype", "int8", "--threads", "1",
+                 "--min-time", "0.01", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "int8" in out and "measured int8 matmul peak" in out and len(quantized) == 1
+    with pytest.raises(ValueError, match="drop --train"):
+        bench("vit_cifar_patch4_32", batch=2, dtype="int8", train=True)
+
+
 def test_flop_arithmetic():
     assert matmul_flops(4) == 128
     assert achieved_flops(10.0, 2e9, train=False) == 2e10

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .export import quantize_int8
 from .models import create_model
 from .models.profile import count_flops
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,15 @@ def alternating_rates(fns: dict[str, Callable[[], Any]], work: float, timing: Ti
 @functools.lru_cache(maxsize=None)
 def peak_matmul_flops(dtype: torch.dtype, device: torch.device, timing: Timing, size: int = 2048) -> float:
     """The device's measured dense matmul FLOP/s for this dtype: the yardstick for model FLOPs utilisation."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    return alternating_rates({"mm": lambda: a @ b}, matmul_flops(size), timing, device)["mm"]
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=dtype, device=device)
+        b = torch.randint(-127, 128, (size, size), dtype=dtype, device=device).t()  # the layout Int8Linear uses
+        mm = functools.partial(torch._int_mm, a, b)
+    else:
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        mm = functools.partial(torch.matmul, a, b)
+    return alternating_rates({"mm": mm}, matmul_flops(size), timing, device)["mm"]
 
 
 # ----- the plain baseline -------------------------------------------------------------------------------------------
@@ -197,7 +204,10 @@ def _autocast(device: torch.device, dtype: str):
 
 def inference_fn(model: nn.Module, x: torch.Tensor, dtype: str) -> Callable[[], Any]:
     """One no-grad forward pass of the model cast to `dtype`: deployed inference needs no fp32 master weights, and
-    skipping autocast's per-call weight casts is faster (the model is cast in place)."""
+    skipping autocast's per-call weight casts is faster (the model is cast in place). int8: a model already passed
+    through quantize_int8, whose other layers run in fp32 (faster than bf16 around int8 matmuls, measured)."""
+    if dtype == "int8":
+        dtype = "fp32"
     model.eval().to(DTYPES[dtype])
     x = x.to(DTYPES[dtype])
 
@@ -252,9 +262,14 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
     """Benchmarks one preset (and its plain and timm twins): one record per implementation."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {tuple(DTYPES)}")
+    if dtype == "int8" and (train or baseline or timm):
+        raise ValueError("int8 times vitkit's inference alone (quantize_int8 rewrites vitkit's blocks): drop --train, "
+                         "--baseline and --timm; benchmarks/inference.py sets int8 beside timm's bf16")
     dev = torch.device(device)
     torch.manual_seed(0)
     model = create_model(name).to(dev)
+    if dtype == "int8":
+        quantize_int8(model)
     cfg = model.cfg
     models = {"vitkit": model}
     if baseline:

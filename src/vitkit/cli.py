@@ -308,8 +308,9 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", help="preset name, e.g. vit_cifar_patch4_32")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
-                        help="bf16: training autocasts, inference runs the model cast to bf16")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "int8"), default="fp32",
+                        help="bf16: training autocasts, inference runs the model cast to bf16; int8: inference with "
+                             "the blocks' linear layers in int8 (vitkit.export.quantize_int8), the rest in fp32")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model, frozen for inference (first call s = compile time)")
     parser.add_argument("--train", action="store_true", help="time a full training step instead of inference")

@@ -53,6 +53,13 @@ def test_check_onnx_catches_a_file_that_disagrees_with_the_model(tmp_path):
         check_onnx(model, tmp_path / "model.onnx")
 
 
+def test_export_refuses_an_int8_model_and_says_what_to_do(tmp_path):
+    from vitkit.export import quantize_int8
+
+    with pytest.raises(ValueError, match="export the float model"):
+        export_onnx(quantize_int8(create_model("vit_cifar_patch4_32", **TINY)), tmp_path / "model.onnx")
+
+
 def test_export_command_writes_a_checked_file(tmp_path, capsys):
     from vitkit import save_pretrained
 
@@ -65,3 +72,18 @@ def test_export_command_writes_a_checked_file(tmp_path, capsys):
     with torch.no_grad():
         torch.testing.assert_close(run_onnx(tmp_path / "model.onnx", images), load_model(tmp_path / "ckpt")(images),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_the_docs_onnxruntime_example_runs(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+    import re
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", docs, re.S)[1]
+    model = create_model("vit_cifar_patch4_32", **TINY)
+    model.class_names = ["plane", "car", "bird", "cat", "deer"]
+    monkeypatch.chdir(tmp_path)
+    export_onnx(model, "cifar.onnx", check=False)
+    exec(compile(example, "docs/export.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.count("'") == 8 and all(name in model.class_names for name in re.findall(r"'(\w+)'", printed))

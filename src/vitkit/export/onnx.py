@@ -1,13 +1,19 @@
 """ONNX export: the model with its preprocessing recorded, checked against PyTorch with onnxruntime."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
+import logging
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
+
+from .quantize import Int8Linear
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool = True,
@@ -18,12 +24,15 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
         import onnx
     except ImportError as error:
         raise ImportError("ONNX export needs the onnx and onnxscript packages: pip install 'vitkit[export]'") from error
-    model = model.float().eval()
+    if any(isinstance(module, Int8Linear) for module in model.modules()):
+        raise ValueError("export the float model: vitkit's int8 layers have no ONNX form; onnxruntime quantizes an "
+                         "ONNX file itself (onnxruntime.quantization.quantize_dynamic)")
+    model = _float_cpu_copy(model)
     images = torch.randn(2, model.cfg.in_chans, *model.cfg.img_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(model, (images,), input_names=["images"], output_names=["logits"],
                                     dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, verbose=False)
     proto = program.model_proto
@@ -36,19 +45,43 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
     onnx.save(proto, str(path))
     report: dict[str, Any] = {"path": str(path), "opset": opset}
     if check:
-        report["max_abs_error"] = check_onnx(model, path, atol)
+        report["max_abs_error"] = _compare(model, path, atol)
     return report
 
 
 def check_onnx(model: nn.Module, path: str | Path, atol: float = 1e-4) -> float:
     """Runs the exported file under onnxruntime on a batch of a size not used at export; raises if it disagrees."""
+    return _compare(_float_cpu_copy(model), path, atol)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter warns about torchvision ops it cannot register and about its own deprecated internals: noise for
+    a ViT, which uses neither."""
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
+    registry.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        registry.setLevel(level)
+
+
+def _float_cpu_copy(model: nn.Module) -> nn.Module:
+    """Export traces an fp32 CPU model; the caller's model keeps its dtype, device and mode."""
+    return copy.deepcopy(model).float().cpu().eval()
+
+
+def _compare(model: nn.Module, path: str | Path, atol: float) -> float:
     try:
         import onnxruntime
     except ImportError as error:
         raise ImportError("checking an ONNX export needs onnxruntime: pip install 'vitkit[export]'") from error
     images = torch.randn(3, model.cfg.in_chans, *model.cfg.img_size)
     with torch.no_grad():
-        expected = model.float().eval()(images)
+        expected = model(images)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"images": images.numpy()})
     error = float((torch.from_numpy(logits) - expected).abs().max())
