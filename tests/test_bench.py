@@ -10,6 +10,7 @@ import torch
 from vitkit import create_model
 from vitkit.bench import PlainViT, Timing, achieved_flops, bench, inference_fn, matmul_flops, plain_twin, timm_twin
 from vitkit.cli import main
+from vitkit.models.profile import count_flops
 
 
 def test_bench_smoke_writes_table_and_json(tmp_path, capsys):
@@ -51,6 +52,10 @@ def test_bench_int8_inference_times_the_quantized_model_against_the_int8_peak(ca
                  "--min-time", "0.01", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "int8" in out and "measured int8 matmul peak" in out and len(quantized) == 1
+    record = bench("vit_cifar_patch4_32", batch=2, dtype="int8", timing=Timing(min_time=0.01, repeats=1))[0]
+    model = create_model("vit_cifar_patch4_32")
+    flops = count_flops(model, model.cfg.img_size, model.cfg.in_chans)  # of the float model: int8 does the same work
+    assert record["gflop_s"] == pytest.approx(record["img_s"] * flops / 1e9)
     with pytest.raises(ValueError, match="drop --train"):
         bench("vit_cifar_patch4_32", batch=2, dtype="int8", train=True)
 
