@@ -229,7 +229,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
     from .inference import load_model
 
-    report = export_onnx(load_model(args.checkpoint), args.output, opset=args.opset, check=not args.no_check)
+    try:
+        report = export_onnx(load_model(args.checkpoint), args.output, opset=args.opset, check=not args.no_check)
+    except ImportError as missing:
+        raise SystemExit(f"vitkit export: {missing}")
     checked = ("" if args.no_check
                else f"; onnxruntime matches PyTorch to {report['max_abs_error']:.1e} on the logits")
     print(f"wrote {report['path']} (opset {report['opset']}, input 'images' [batch, C, H, W], output 'logits'; "

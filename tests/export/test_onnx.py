@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 import torch
@@ -72,6 +73,15 @@ def test_export_command_writes_a_checked_file(tmp_path, capsys):
     with torch.no_grad():
         torch.testing.assert_close(run_onnx(tmp_path / "model.onnx", images), load_model(tmp_path / "ckpt")(images),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_export_without_onnx_says_what_to_install(tmp_path, monkeypatch):
+    from vitkit import save_pretrained
+
+    save_pretrained(create_model("vit_cifar_patch4_32", **TINY), tmp_path / "ckpt")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what an environment without the package looks like to import
+    with pytest.raises(SystemExit, match=r"pip install 'vitkit\[export\]'"):
+        main(["export", str(tmp_path / "ckpt"), str(tmp_path / "model.onnx")])
 
 
 def test_the_docs_onnxruntime_example_runs(tmp_path, monkeypatch, capsys):
