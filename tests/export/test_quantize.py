@@ -64,3 +64,11 @@ def test_int8_model_keeps_the_accuracy_of_a_trained_model(tmp_path):
     assert int8["int8"] and isinstance(load_model(tmp_path / "digits", int8=True).blocks[0].mlp.fc1, Int8Linear)
     assert fp32["top1"] > 80  # a model worth quantizing
     assert abs(int8["top1"] - fp32["top1"]) <= 1.5
+
+
+def test_save_pretrained_refuses_an_int8_model_and_says_what_to_do(tmp_path):
+    from vitkit import save_pretrained
+
+    with pytest.raises(ValueError, match="int8=True"):
+        save_pretrained(quantize_int8(create_model("vit_cifar_patch4_32", **SMALL)), tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()
