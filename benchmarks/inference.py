@@ -1,6 +1,6 @@
 """vitkit's fastest CPU inference beside timm's bf16: same weights, same process, alternating repeats.
 
-    python benchmarks/inference.py                                   # ViT-S/16, batch 8 (about 3 minutes)
+    python benchmarks/inference.py                                   # ViT-S/16, batch 8 (about 5 minutes)
     python benchmarks/inference.py --model vit_cifar_patch4_32 --batch 64
 
 Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, the cast model compiled
@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 import torch
 
-from vitkit.export import quantize_int8
 from vitkit.bench import (Timing, achieved_flops, add_timing_arguments, alternating_rates, inference_fn,
                           peak_matmul_flops, timm_twin)
+from vitkit.export import quantize_int8
 from vitkit.models import create_model
 from vitkit.models.profile import count_flops
 from vitkit.report import format_table, write_json
