@@ -17,7 +17,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .export import quantize_int8
+from .export import compile_int8, quantize_int8
 from .models import create_model
 from .models.profile import count_flops
 
@@ -281,8 +281,12 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
     make = functools.partial(train_fn, num_classes=cfg.num_classes) if train else inference_fn
     fns, first = {}, {}
     for label, module in models.items():
-        # inference compiles frozen: weights become constants that inductor prepacks for oneDNN and fuses around
-        runnable = torch.compile(module, options=None if train else {"freezing": True}) if compile_ else module
+        if not compile_:
+            runnable = module
+        elif dtype == "int8":
+            runnable = compile_int8(module)
+        else:  # inference compiles frozen: weights become constants that inductor prepacks for oneDNN and fuses around
+            runnable = torch.compile(module, options=None if train else {"freezing": True})
         fns[label] = make(runnable, x, dtype)
         first[label] = _first_call_seconds(fns[label], dev)
     if dev.type == "cuda":

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from vitkit import create_model
-from vitkit.export import Int8Linear, quantize_int8
+from vitkit.export import Int8Linear, compile_int8, quantize_int8
 from vitkit.cli import main
 from vitkit.inference import evaluate_on, load_model
 from vitkit.train import train
@@ -72,3 +72,13 @@ def test_save_pretrained_refuses_an_int8_model_and_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="int8=True"):
         save_pretrained(quantize_int8(create_model("vit_cifar_patch4_32", **SMALL)), tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_compiled_int8_model_computes_what_the_eager_one_does():
+    torch.manual_seed(0)
+    model = quantize_int8(create_model("vit_cifar_patch4_32", **SMALL))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        eager = model(x)
+        compiled = compile_int8(model)(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-3)  # the same integers; only float order differs

@@ -48,3 +48,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
                 parent_name, _, attr = name.rpartition(".")
                 setattr(block.get_submodule(parent_name) if parent_name else block, attr, Int8Linear(child))
     return model
+
+
+def compile_int8(model: nn.Module) -> nn.Module:
+    """torch.compile as measured fastest for int8 inference on CPU: frozen weights (inductor fuses the per-token
+    rounding and the rescale around each matmul) and max-autotune, which found 1.10x more on ViT-S/16 for ~20 s more
+    compiling (in bf16 it found nothing)."""
+    return torch.compile(model, options={"freezing": True, "max_autotune": True})
