@@ -5,9 +5,9 @@
 
 Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, the cast model compiled
 with frozen weights, and vitkit with int8 linear layers (vitkit.export.quantize_int8, the rest in fp32: eager,
-compiled frozen, and compiled with vitkit.export.compile_int8); timm's rows appear when timm is importable (see timm_import.py). Prints images/s, the
-ratio to timm's autocast (else vitkit's), the share of the measured bf16 matmul peak and the largest logit
-difference from fp32; writes benchmarks/results/inference.json.
+compiled frozen, and compiled with vitkit.export.compile_int8); timm's rows appear when timm is importable (see
+timm_import.py). Prints images/s, the ratio to timm's autocast (else vitkit's), the share of the measured bf16
+matmul peak and the largest logit difference from fp32; writes benchmarks/results/inference.json.
 """
 from __future__ import annotations
 

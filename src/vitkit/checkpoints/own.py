@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..export.quantize import Int8Linear
+from ..export.quantize import is_int8
 from ..models import Preprocess, ViTConfig, VisionTransformer
 from ..report import write_json
 from .io import CheckpointError
@@ -33,7 +33,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike,
     `state_dict` stands in for the model's own weights, e.g. the gathered whole tensors of an FSDP2 model.
     """
     model = _unwrap(model)
-    if any(isinstance(module, Int8Linear) for module in model.modules()):
+    if is_int8(model):
         raise ValueError("save_pretrained keeps float weights: save the model before quantize_int8 and quantize after "
                          "loading: vitkit.inference.load_model(path, int8=True)")
     directory = Path(directory)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .quantize import Int8Linear
+from .quantize import is_int8
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool = True,
@@ -24,7 +24,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
         import onnx
     except ImportError as error:
         raise ImportError("ONNX export needs the onnx and onnxscript packages: pip install 'vitkit[export]'") from error
-    if any(isinstance(module, Int8Linear) for module in model.modules()):
+    if is_int8(model):
         raise ValueError("export the float model: vitkit's int8 layers have no ONNX form; onnxruntime quantizes an "
                          "ONNX file itself (onnxruntime.quantization.quantize_dynamic)")
     model = _float_cpu_copy(model)

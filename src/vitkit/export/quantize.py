@@ -36,6 +36,11 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+def is_int8(model: nn.Module) -> bool:
+    """Whether quantize_int8 has rewritten this model (its state dict no longer fits a float model)."""
+    return any(isinstance(module, Int8Linear) for module in model.modules())
+
+
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Swaps every linear layer inside the transformer blocks for an Int8Linear, in place, for inference only."""
     blocks = getattr(model, "blocks", None)
