@@ -59,7 +59,7 @@ def train_for(model: torch.nn.Module, loader, lr: float,
               seconds: float | None = None, max_steps: int | None = None) -> int:
     """AdamW with a cosine decay over the budget (wall-clock seconds or optimiser steps); returns the steps taken."""
     loss_fn = loss_fn or (lambda out, images, targets: F.cross_entropy(out, targets))
-    optimizer = build_optimizer(model, "adamw", lr, 0.05, (0.9, 0.999), 1e-8, 0.9, None, torch.device("cpu"))
+    optimizer = build_optimizer(model, "adamw", lr, 0.05, (0.9, 0.999), 1e-8, 0.9, None)
     model.train()
     start, steps, epoch = time.perf_counter(), 0, 0
     while True:

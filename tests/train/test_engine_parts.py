@@ -75,10 +75,14 @@ def test_config_errors_name_the_key():
         from_dict(TrainConfig, {"optim": {"name": "adam"}})
     with pytest.raises(ValueError, match="eval_every_epochs must be at least 1"):
         resolve_config(overrides=["eval_every_epochs=0"])
-    with pytest.raises(ValueError, match="model.patch_drop_rate is not set"):
-        resolve_config(overrides=["schedule.patch_drop_off_epochs=1"])
-    with pytest.raises(ValueError, match="must be between 0 and schedule.epochs=40"):
-        resolve_config(overrides=["schedule.patch_drop_off_epochs=41", "model.patch_drop_rate=0.5"])
+    with pytest.raises(ValueError, match=r"starts \[5.0, 2.0\] must increase and lie in \[0, schedule.epochs=40\)"):
+        resolve_config(overrides=["schedule.patch_drop_stages=[[5, 0.5], [2, 0]]"])
+    with pytest.raises(ValueError, match="must increase and lie in"):
+        resolve_config(overrides=["schedule.patch_drop_stages=[[40, 0]]"])
+    with pytest.raises(ValueError, match=r"rates \[1.0\] must lie in \[0, 1\)"):
+        resolve_config(overrides=["schedule.patch_drop_stages=[[5, 1]]"])
+    with pytest.raises(ValueError, match="must list \\[start_epoch, rate\\] pairs"):
+        resolve_config(overrides=["schedule.patch_drop_stages=[[5]]"])
     assert math.isclose(resolve_config(overrides=["optim.lr=5e-4"]).optim.lr, 5e-4)
 
 

@@ -130,7 +130,7 @@ def test_eval_every_epochs_scores_those_epochs_and_always_the_last(tmp_path, fas
     assert evaluate_on(result.model, "digits")["top1"] == pytest.approx(records[-1]["val_top1"], abs=1e-6)
 
 
-def test_patch_drop_off_epochs_train_the_last_steps_on_every_patch(fast_overrides, monkeypatch):
+def test_patch_drop_stages_set_the_kept_patches_step_by_step(fast_overrides, monkeypatch):
     from vitkit.layers.patch_dropout import PatchDropout
 
     lengths, forward = [], PatchDropout.forward
@@ -142,11 +142,11 @@ def test_patch_drop_off_epochs_train_the_last_steps_on_every_patch(fast_override
         return out
 
     monkeypatch.setattr(PatchDropout, "forward", recording_forward)
-    train(overrides=fast_overrides + ["model.patch_drop_rate=0.5", "schedule.patch_drop_off_epochs=0.5"])
+    train(overrides=fast_overrides + ["model.patch_drop_rate=0.5", "schedule.patch_drop_stages=[[0.5, 0.75], [1.5, 0]]"])
     steps_per_epoch = len(lengths) // 2
-    full = round(0.5 * steps_per_epoch)
-    # 8x8 digits in 2x2 patches: a class token and 16 patches, of which patch dropout keeps 8
-    assert lengths == [9] * (len(lengths) - full) + [17] * full
+    half, one_and_half = round(0.5 * steps_per_epoch), round(1.5 * steps_per_epoch)
+    # 8x8 digits in 2x2 patches: a class token and 16 patches, of which dropping 0.5 keeps 8 and 0.75 keeps 4
+    assert lengths == [9] * half + [5] * (one_and_half - half) + [17] * (len(lengths) - one_and_half)
 
 
 def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
@@ -166,7 +166,14 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     full = train(overrides=plain + ["name=full"]).model
     accumulated = train(overrides=plain + ["name=accum", "optim.accum_steps=2"]).model
     for (name, a), b in zip(full.state_dict().items(), accumulated.state_dict().values()):
+        if name.endswith("attn.qkv.bias"):  # softmax ignores the key bias: its gradient is rounding noise, which
+            a, b = without_key_rows(a), without_key_rows(b)  # Adam's normalised step turns into lr-sized moves
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def without_key_rows(qkv_bias: torch.Tensor) -> torch.Tensor:
+    q, _, v = qkv_bias.chunk(3)
+    return torch.cat([q, v])
 
 
 def test_existing_run_is_not_overwritten(fast_overrides):

@@ -53,7 +53,9 @@ class ScheduleConfig:
     warmup_epochs: float = 3.0
     min_lr: float = 1e-5
     warmup_lr: float = 1e-6
-    patch_drop_off_epochs: float = 0.0  # the last epochs see every patch: training ends on the test-time sequence
+    # [[start_epoch, rate], ...]: from each start epoch on, patch dropout drops this share of the patches (0: none),
+    # e.g. [[10, 0.5], [13.5, 0.0]] after model.patch_drop_rate: training ends on the sequence the test sees
+    patch_drop_stages: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -112,16 +114,24 @@ class TrainConfig:
         if min(self.optim.accum_steps, self.data.batch_size, self.schedule.epochs, self.eval_every_epochs) < 1:
             raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
                              "least 1")
-        if not 0.0 <= self.schedule.patch_drop_off_epochs <= self.schedule.epochs:
-            raise ValueError(f"schedule.patch_drop_off_epochs={self.schedule.patch_drop_off_epochs} must be between 0 "
-                             f"and schedule.epochs={self.schedule.epochs}")
-        if self.schedule.patch_drop_off_epochs and not self.model.get("patch_drop_rate"):
-            raise ValueError("schedule.patch_drop_off_epochs turns patch dropout off at the end of training, but "
-                             "model.patch_drop_rate is not set; set it (e.g. model.patch_drop_rate=0.5) or drop the key")
+        self._check_patch_drop_stages()
         if self.best_metric not in ("val_top1", "ema_val_top1", "val_loss", "ema_val_loss"):
             raise ValueError(f"best_metric={self.best_metric!r}; choose val_top1, ema_val_top1, val_loss or ema_val_loss")
         if self.best_metric.startswith("ema_") and self.ema.decay is None:
             raise ValueError(f"best_metric={self.best_metric!r} needs EMA: set ema.decay (e.g. 0.9998)")
+
+    def _check_patch_drop_stages(self) -> None:
+        stages, epochs = self.schedule.patch_drop_stages, self.schedule.epochs
+        if any(len(stage) != 2 for stage in stages):
+            raise ValueError(f"schedule.patch_drop_stages={stages!r} must list [start_epoch, rate] pairs, "
+                             "e.g. [[10, 0.5], [13.5, 0.0]]")
+        starts = [start for start, _ in stages]
+        if starts != sorted(set(starts)) or any(not 0.0 <= start < epochs for start in starts):
+            raise ValueError(f"schedule.patch_drop_stages starts {starts} must increase and lie in [0, "
+                             f"schedule.epochs={epochs})")
+        if any(not 0.0 <= rate < 1.0 for _, rate in stages):
+            raise ValueError(f"schedule.patch_drop_stages rates {[rate for _, rate in stages]} must lie in [0, 1): "
+                             "the share of patches dropped (0 keeps every patch)")
 
 
 def resolve_config(config: TrainConfig | dict[str, Any] | str | os.PathLike | None = None,

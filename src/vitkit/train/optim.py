@@ -1,4 +1,4 @@
-"""Optimisers: AdamW (fused on CUDA), LAMB (DeiT III / ViT-5), SGD, over the model's decay / layer-decay groups."""
+"""Optimisers: AdamW (fused), LAMB (DeiT III / ViT-5), SGD, over the model's decay / layer-decay groups."""
 from __future__ import annotations
 
 import torch
@@ -46,11 +46,11 @@ class Lamb(torch.optim.Optimizer):
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, betas: tuple[float, float],
-                    eps: float, momentum: float, layer_decay: float | None, device: torch.device) -> torch.optim.Optimizer:
+                    eps: float, momentum: float, layer_decay: float | None) -> torch.optim.Optimizer:
     """The optimiser over param groups that carry 'lr_scale' (layer decay) and per-group weight decay."""
     groups = model.param_groups(weight_decay=weight_decay, layer_decay=layer_decay)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=device.type == "cuda")
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)  # CPU too: 4x the for-loop step
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=betas, eps=eps)
     if name == "sgd":

@@ -29,7 +29,7 @@ from .finetune import apply_mode, load_for_finetuning, unfreeze_stage
 from .losses import classification_loss
 from .optim import build_optimizer
 from .run_log import RunLog
-from .schedule import warmup_cosine
+from .schedule import staged_value, warmup_cosine
 from .state import load_train_state, rng_state, save_checkpoint, set_rng_state
 
 
@@ -102,7 +102,6 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
     total_steps = steps_per_epoch * cfg.schedule.epochs
     warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
-    patch_drop_steps = total_steps - round(cfg.schedule.patch_drop_off_epochs * steps_per_epoch)
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
@@ -129,9 +128,10 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
              f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs -> {run_dir}")
     for note in model_notes:
         log.text(note)
-    if patch_drop_steps < total_steps:
-        log.text(f"patch dropout ({model.cfg.patch_drop_rate}) for steps 1-{patch_drop_steps}, then every patch for "
-                 f"the last {total_steps - patch_drop_steps}")
+    if cfg.schedule.patch_drop_stages:
+        log.text(f"patch dropout {model.cfg.patch_drop_rate}, then " + ", ".join(
+            f"{rate} from epoch {start:g} (step {math.ceil(start * steps_per_epoch) + 1})"
+            for start, rate in cfg.schedule.patch_drop_stages))
 
     # optimisation: FSDP2 replaces the parameters by shards, so the model (and its EMA copy) is wrapped first
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
@@ -141,7 +141,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     if ema and cfg.distributed == "fsdp":
         wrap_model(ema.module, ctx, cfg.distributed, device)
     optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
-                                cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay, device)
+                                cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay)
     task_loss = functools.partial(classification_loss, kind=cfg.loss.kind,
                                   label_smoothing=cfg.data.augment.label_smoothing)
     criterion = build_criterion(cfg.distill, model, task_loss, num_classes, device)  # + DeiT teacher if set
@@ -184,7 +184,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                    cfg.schedule.warmup_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                model.patch_drop.train(progress["step"] < patch_drop_steps)
+                model.patch_drop.rate = staged_value(progress["step"] / steps_per_epoch, model.cfg.patch_drop_rate,
+                                                     cfg.schedule.patch_drop_stages)
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
                 with gradient_sync(train_model, sync), autocast():
                     loss = criterion(train_model(images), images, targets)
