@@ -149,6 +149,18 @@ def test_patch_drop_stages_set_the_kept_patches_step_by_step(fast_overrides, mon
     assert lengths == [9] * half + [5] * (one_and_half - half) + [17] * (len(lengths) - one_and_half)
 
 
+def test_compiled_run_with_patch_drop_stages_matches_eager(tmp_path, monkeypatch):
+    """The token count changes mid-run (a recompile); the compiled run still ends where the eager one does."""
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random patches, not inductor's
+    plain = FAST + ["schedule.epochs=1", f"output_dir={tmp_path}", "model.patch_drop_rate=0.5",
+                    "schedule.patch_drop_stages=[[0.5, 0]]"]
+    eager = train(overrides=plain + ["name=eager"]).model
+    compiled = train(overrides=plain + ["name=compiled", "compile=true"]).model
+    images = torch.randn(8, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.eval()(images), eager.eval()(images), rtol=1e-3, atol=1e-4)
+
+
 def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
     summary = train(overrides=fast_overrides + ["precision=bf16", "schedule.epochs=3"]).summary
     assert summary["precision"] == "bf16"

@@ -149,7 +149,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     if state:
         restore_train_state(state, model, optimizer, scaler, train_loader)
     if cfg.compile:
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
     stop = StopRequest()
     autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
 
