@@ -142,7 +142,8 @@ def test_patch_drop_stages_set_the_kept_patches_step_by_step(fast_overrides, mon
         return out
 
     monkeypatch.setattr(PatchDropout, "forward", recording_forward)
-    train(overrides=fast_overrides + ["model.patch_drop_rate=0.5", "schedule.patch_drop_stages=[[0.5, 0.75], [1.5, 0]]"])
+    stages = "schedule.patch_drop_stages=[[0.5, 0.75], [1.5, 0]]"
+    train(overrides=fast_overrides + ["model.patch_drop_rate=0.5", stages])
     steps_per_epoch = len(lengths) // 2
     half, one_and_half = round(0.5 * steps_per_epoch), round(1.5 * steps_per_epoch)
     # 8x8 digits in 2x2 patches: a class token and 16 patches, of which dropping 0.5 keeps 8 and 0.75 keeps 4

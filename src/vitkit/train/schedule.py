@@ -1,5 +1,5 @@
-"""Schedules as pure functions of the step: the learning rate (linear warmup, then cosine to a floor) and the
-patch dropout rate (stages), so resuming needs no state."""
+"""Schedules as pure functions of how far training has come, so resuming needs no state: the learning rate (linear
+warmup, then cosine to a floor) and the patch dropout rate (stages)."""
 from __future__ import annotations
 
 import math
