@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vitkit import create_model
-from vitkit.bench import PlainViT, Timing, achieved_flops, bench, inference_fn, matmul_flops, plain_twin, timm_twin
+from vitkit.bench import (PlainViT, Timing, achieved_flops, alternating_rates, bench, inference_fn, matmul_flops,
+                          plain_twin, timm_twin)
 from vitkit.cli import main
 from vitkit.models.profile import count_flops
 
@@ -58,6 +59,15 @@ def test_bench_int8_inference_times_the_quantized_model_against_the_int8_peak(ca
     assert record["gflop_s"] == pytest.approx(record["img_s"] * flops / 1e9)
     with pytest.raises(ValueError, match="drop --train"):
         bench("vit_cifar_patch4_32", batch=2, dtype="int8", train=True)
+
+
+def test_alternating_rates_rotate_the_order_so_each_function_takes_each_position():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    rates = alternating_rates(fns, work=1.0, timing=Timing(min_time=0.0, repeats=3, warmup=1), device=torch.device("cpu"))
+    timed = calls[3:]  # after one warm-up call each
+    assert [timed[i:i + 3] for i in (0, 3, 6)] == [list("abc"), list("bca"), list("cab")]
+    assert list(rates) == list("abc") and all(rate > 0 for rate in rates.values())
 
 
 def test_flop_arithmetic():
