@@ -48,6 +48,38 @@ def test_quantize_int8_swaps_the_block_linears_and_leaves_the_rest():
     assert isinstance(model.head, nn.Linear) and not model.training
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_int8_attention_runs_in_bf16_only_where_bf16_is_native(native, monkeypatch):
+    from vitkit.export import quantize
+
+    monkeypatch.setattr(quantize, "has_native_bf16", lambda device: native)
+    torch.manual_seed(0)
+    model = create_model("vit_cifar_patch4_32", **SMALL).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        quantize_int8(model)
+        assert all(b.attn.compute_dtype == (torch.bfloat16 if native else None) for b in model.blocks)
+        out = model(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference, rtol=0, atol=0.05 * reference.abs().max().item())
+
+
+def test_attention_compute_dtype_casts_q_k_v_and_returns_the_input_dtype():
+    from vitkit.layers.attention import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(64, 4).eval()
+    x = torch.randn(2, 10, 64)
+    with torch.no_grad():
+        reference, reference_probs = attn(x, return_attn=True)
+        attn.compute_dtype = torch.bfloat16
+        out, probs = attn(x, return_attn=True)
+    assert out.dtype == torch.float32 and probs.dtype == torch.bfloat16
+    torch.testing.assert_close(out, reference, rtol=0, atol=2e-2)
+    torch.testing.assert_close(probs.float(), reference_probs, rtol=0, atol=1e-2)
+
+
 def test_quantize_int8_refuses_what_is_not_a_vit():
     with pytest.raises(TypeError, match="VisionTransformer"):
         quantize_int8(nn.Sequential(nn.Linear(4, 4)))

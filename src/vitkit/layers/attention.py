@@ -29,6 +29,7 @@ class Attention(nn.Module):
         self.gate = SigmoidGate(dim) if gate else None
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.compute_dtype: torch.dtype | None = None  # q, k, v cast to it (quantize_int8 sets bf16)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 attn_bias: torch.Tensor | None = None, return_attn: bool = False):
@@ -39,6 +40,8 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if self.compute_dtype is not None:
+            q, k, v = q.to(self.compute_dtype), k.to(self.compute_dtype), v.to(self.compute_dtype)
         if attn_bias is not None:
             attn_bias = attn_bias.to(q.dtype)
         drop = self.attn_drop if self.training else 0.0
@@ -50,7 +53,7 @@ class Attention(nn.Module):
             out = F.dropout(probs, drop) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)
-        out = out.transpose(1, 2).reshape(batch, tokens, dim)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim).to(x.dtype)
         if self.gate is not None:
             out = self.gate(x, out)
         out = self.proj_drop(self.proj(out))

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..config import to_dict
 from ..data import build_dataset, build_loader
+from ..hardware import cpu_has_bf16
 from ..models import Preprocess, create_model
 from ..report import write_json
 from .config import TrainConfig, resolve_config
@@ -324,12 +325,6 @@ def pick_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles); torch exposes it only privately."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def pick_threads(device: torch.device) -> int:
