@@ -62,7 +62,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def compile_int8(model: nn.Module) -> nn.Module:
-    """torch.compile as measured fastest for int8 inference on CPU: frozen weights (inductor fuses the per-token
-    rounding and the rescale around each matmul) and max-autotune, 1.01-1.10x more on ViT-S/16 for ~20 s more
-    compiling (in bf16 it found nothing)."""
+    """torch.compile for int8 inference on CPU: frozen weights (inductor fuses the per-token rounding and the rescale
+    around each matmul) and max-autotune (ViT-S/16: 0.92-1.10x the frozen compile over five runs, ~20 s more
+    compiling; in bf16 it found nothing)."""
     return torch.compile(model, options={"freezing": True, "max_autotune": True})
