@@ -40,6 +40,7 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out_dtype = v.dtype  # what the projection expects back (bf16 under autocast, fp32 around int8 layers)
         if self.compute_dtype is not None:
             q, k, v = q.to(self.compute_dtype), k.to(self.compute_dtype), v.to(self.compute_dtype)
         if attn_bias is not None:
@@ -53,7 +54,7 @@ class Attention(nn.Module):
             out = F.dropout(probs, drop) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)
-        out = out.transpose(1, 2).reshape(batch, tokens, dim).to(x.dtype)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim).to(out_dtype)
         if self.gate is not None:
             out = self.gate(x, out)
         out = self.proj_drop(self.proj(out))
