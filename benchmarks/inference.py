@@ -11,23 +11,18 @@ matmul peak and the largest logit difference from fp32; writes benchmarks/result
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import os
-import platform
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from vitkit.bench import (Timing, achieved_flops, add_timing_arguments, alternating_rates, inference_fn,
-                          peak_matmul_flops, timm_twin)
+from vitkit.bench import Timing, achieved_flops, alternating_rates, inference_fn, peak_matmul_flops, timm_twin
 from vitkit.export import compile_int8, quantize_int8
-from vitkit.models import create_model
 from vitkit.models.profile import count_flops
 from vitkit.report import format_table, write_json
 
+from side_by_side import environment, model_and_batch, parse_one_model
 from timm_import import import_timm
 
 
@@ -58,18 +53,10 @@ def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool) -> dict[s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="vit_small_patch16_224")
-    parser.add_argument("--batch", type=int, default=8)
-    add_timing_arguments(parser, min_time=2.0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference.json"))
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_one_model(__doc__, model="vit_small_patch16_224", batch=8, result="inference.json")
     timm, timm_note = import_timm()
-    torch.manual_seed(0)
-    model = create_model(args.model).eval()
-    x = torch.randn(args.batch, model.cfg.in_chans, *model.cfg.img_size)
+    model, x = model_and_batch(args)
+    model.eval()
     with torch.inference_mode():
         reference = model(x)
     steps = settings(model, x, timm is not None)
@@ -87,8 +74,7 @@ def main() -> int:
     print(format_table(rows, ["setting", "img/s", f"x {baseline}", "% bf16 peak", "max |logit - fp32|"]))
     print(f"{args.model}, batch {args.batch}, {torch.get_num_threads()} threads; bf16 matmul peak {peak / 1e9:.0f} "
           f"GFLOP/s; fp32 logits span {reference.abs().max().item():.2f}; {timm_note}")
-    env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
-               load_avg=os.getloadavg(), timm=timm_note, peak_gflop_s=peak / 1e9)
+    env = environment(timm=timm_note, peak_gflop_s=peak / 1e9)
     print(f"\nwritten to {write_json(args.out, dict(environment=env, results=records))}")
     return 0
 

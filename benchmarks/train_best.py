@@ -12,22 +12,18 @@ peak; writes benchmarks/results/train_best.json.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import os
-import platform
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from vitkit.bench import (DTYPES, Timing, achieved_flops, add_timing_arguments, alternating_rates, peak_matmul_flops,
-                          plain_twin, timm_twin, train_fn)
-from vitkit.models import create_model
+from vitkit.bench import (DTYPES, Timing, achieved_flops, alternating_rates, peak_matmul_flops, plain_twin, timm_twin,
+                          train_fn)
 from vitkit.models.profile import count_flops
 from vitkit.report import format_table, write_json
 
+from side_by_side import environment, model_and_batch, parse_one_model
 from timm_import import import_timm
 
 BASELINE = "plain fp32"
@@ -46,18 +42,9 @@ def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool) -> dict[s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="vit_cifar_patch4_32")
-    parser.add_argument("--batch", type=int, default=64)
-    add_timing_arguments(parser, min_time=2.0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_best.json"))
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_one_model(__doc__, model="vit_cifar_patch4_32", batch=64, result="train_best.json")
     timm, timm_note = import_timm()
-    torch.manual_seed(0)
-    model = create_model(args.model)
-    x = torch.randn(args.batch, model.cfg.in_chans, *model.cfg.img_size)
+    model, x = model_and_batch(args)
     steps = settings(model, x, timm is not None)
     timing = Timing(args.min_time, args.repeats)
     rates = alternating_rates(steps, args.batch, timing, x.device)  # the warm-up calls compile
@@ -74,8 +61,7 @@ def main() -> int:
     print(format_table(rows, ["setting", "img/s", f"x {BASELINE}", "% dtype matmul peak"]))
     print(f"{args.model}, batch {args.batch}, {torch.get_num_threads()} threads; matmul peaks fp32 "
           f"{peaks['fp32'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; {timm_note}")
-    env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
-               load_avg=os.getloadavg(), timm=timm_note, peak_gflop_s={k: v / 1e9 for k, v in peaks.items()})
+    env = environment(timm=timm_note, peak_gflop_s={k: v / 1e9 for k, v in peaks.items()})
     print(f"\nwritten to {write_json(args.out, dict(environment=env, results=records))}")
     return 0
 

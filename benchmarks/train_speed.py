@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from vitkit.bench import Timing, add_timing_arguments, bench, plain_twin_gaps
 from vitkit.models import create_model
 from vitkit.report import format_table, write_json
 
+from side_by_side import environment
 from timm_import import import_timm
 
 BATCHES = {"vit_cifar_patch4_32": 64, "vit_small_patch16_224": 8, "vit5_small_patch16_224": 8}
@@ -67,8 +67,7 @@ def main() -> int:
     records = run(args.models, args.dtypes, Timing(args.min_time, args.repeats), timm is not None)
     print(table(records))
     print(timm_note)
-    env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
-               load_avg=os.getloadavg(), timm=timm_note)
+    env = environment(timm=timm_note)
     print(f"\nwritten to {write_json(args.out, dict(environment=env, results=records))}")
     return 0
 

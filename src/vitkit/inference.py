@@ -26,8 +26,8 @@ def load_model(source: str | Path, device: str | torch.device = "cpu", int8: boo
     from .checkpoints import from_pretrained
     from .export import quantize_int8
 
-    model = from_pretrained(resolve_checkpoint(source)).eval()
-    return (quantize_int8(model) if int8 else model).to(device)
+    model = from_pretrained(resolve_checkpoint(source)).to(device).eval()
+    return quantize_int8(model) if int8 else model  # on the device: it picks attention's dtype for that hardware
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
