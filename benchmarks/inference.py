@@ -4,8 +4,8 @@
     python benchmarks/inference.py --model vit_cifar_patch4_32 --batch 64
 
 Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, the cast model compiled
-with frozen weights, and vitkit with int8 linear layers (vitkit.export.quantize_int8, the rest in fp32: eager,
-compiled frozen, and compiled with vitkit.export.compile_int8); timm's rows appear when timm is importable (see
+with frozen weights, and vitkit with int8 linear layers (vitkit.export.quantize_int8, the rest in fp32: eager, and
+compiled with vitkit.export.compile_int8); timm's rows appear when timm is importable (see
 timm_import.py). Prints images/s, the ratio to timm's autocast (else vitkit's), the share of the measured bf16
 matmul peak and the largest logit difference from fp32; writes benchmarks/results/inference.json.
 """
@@ -45,10 +45,7 @@ def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool) -> dict[s
         steps[f"{impl} bf16 weights"] = inference_fn(make(), x, "bf16")
         steps[f"{impl} bf16 compiled"] = inference_fn(torch.compile(make(), options={"freezing": True}), x, "bf16")
     steps["vitkit int8"] = inference_fn(quantize_int8(copy.deepcopy(model)), x, "int8")
-    frozen = torch.compile(quantize_int8(copy.deepcopy(model)), options={"freezing": True})
-    steps["vitkit int8 compiled"] = inference_fn(frozen, x, "int8")
-    steps["vitkit int8 compiled max-autotune"] = inference_fn(compile_int8(quantize_int8(copy.deepcopy(model))), x,
-                                                              "int8")
+    steps["vitkit int8 compiled"] = inference_fn(compile_int8(quantize_int8(copy.deepcopy(model))), x, "int8")
     return steps
 
 

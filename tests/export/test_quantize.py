@@ -6,6 +6,8 @@ from torch import nn
 
 from vitkit import create_model
 from vitkit.export import Int8Linear, compile_int8, quantize_int8
+from vitkit.export.quantize import NEGATIVE_PEAK, Int8Mlp
+from vitkit.layers.mlp import PLAIN_ACTS, Mlp
 from vitkit.cli import main
 from vitkit.inference import evaluate_on, load_model
 from vitkit.train import train
@@ -13,11 +15,11 @@ from vitkit.train import train
 SMALL = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 
 
-def fake_quantized_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+def fake_quantized_linear(linear: nn.Linear, x: torch.Tensor, absmax: torch.Tensor | None = None) -> torch.Tensor:
     """The same int8 scheme in float64: round to the int8 grid, multiply back, matmul in float."""
     w, x = linear.weight.double(), x.double()
     w_scale = w.abs().amax(1, keepdim=True) / 127
-    x_scale = x.abs().amax(-1, keepdim=True) / 127
+    x_scale = (x.abs().amax(-1, keepdim=True) if absmax is None else absmax.double()) / 127
     w_q, x_q = (w / w_scale).round() * w_scale, (x / x_scale).round() * x_scale
     return x_q @ w_q.T + linear.bias.double()
 
@@ -40,12 +42,57 @@ def test_int8_linear_keeps_bf16_activations_bf16():
     assert out.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("act", sorted(NEGATIVE_PEAK))
+def test_negative_peak_is_the_largest_activation_magnitude_below_zero(act):
+    h = torch.linspace(-8, 0, 800_001, dtype=torch.float64)
+    largest = PLAIN_ACTS[act]()(h).abs().max().item()
+    assert largest <= NEGATIVE_PEAK[act] < largest + 1e-4  # a bound, and a tight one
+
+
+@pytest.mark.parametrize("act", ["gelu", "silu"])
+def test_int8_mlp_is_the_int8_grid_mlp(act):
+    torch.manual_seed(0)
+    mlp = Mlp(32, 128, act=act).eval()
+    x = torch.randn(3, 9, 32)
+    with torch.no_grad():
+        out = Int8Mlp(mlp)(x)
+        hidden = fake_quantized_linear(mlp.fc1, x)
+        reference = fake_quantized_linear(mlp.fc2, mlp.act(hidden))  # each row's true largest |activation|
+    torch.testing.assert_close(out.double(), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_mlp_keeps_rows_whose_activations_are_all_negative_on_the_grid():
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64).eval()
+    with torch.no_grad():
+        mlp.fc1.bias.fill_(-20.0)  # every hidden unit negative: the scale comes from NEGATIVE_PEAK, not the row
+        x = torch.randn(4, 16) * 0.1
+        out = Int8Mlp(mlp)(x)
+        peak = torch.full((4, 1), NEGATIVE_PEAK["gelu"])
+        reference = fake_quantized_linear(mlp.fc2, mlp.act(fake_quantized_linear(mlp.fc1, x)), peak)
+    torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5)
+
+
 def test_quantize_int8_swaps_the_block_linears_and_leaves_the_rest():
     model = quantize_int8(create_model("vit_cifar_patch4_32", **SMALL))
     int8 = [name for name, m in model.named_modules() if isinstance(m, Int8Linear)]
     assert len(int8) == 2 * 4  # qkv, proj, fc1, fc2 per block
     assert all(name.startswith("blocks.") for name in int8)
+    assert all(isinstance(block.mlp, Int8Mlp) for block in model.blocks)
     assert isinstance(model.head, nn.Linear) and not model.training
+
+
+@pytest.mark.parametrize("fields", [dict(mlp="swiglu"), dict(mlp_norm=True)])
+def test_quantize_int8_measures_the_activations_where_no_bound_applies(fields):
+    torch.manual_seed(0)
+    model = create_model("vit_cifar_patch4_32", **SMALL, **fields).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        out = quantize_int8(model)(x)
+    assert not any(isinstance(m, Int8Mlp) for m in model.modules())
+    assert sum(isinstance(m, Int8Linear) for m in model.modules()) == 2 * 4
+    torch.testing.assert_close(out, reference, rtol=0, atol=0.05 * reference.abs().max().item())
 
 
 @pytest.mark.parametrize("native", [True, False])

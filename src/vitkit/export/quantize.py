@@ -11,8 +11,13 @@ import torch
 from torch import nn
 
 from ..hardware import has_native_bf16
+from ..layers.mlp import Mlp
 
 INT8_MAX = 127
+# The largest |act(h)| over h < 0 (float64 search, rounded up). Each activation here increases for h >= 0, so a row's
+# largest |act(h)| is at most max(act(max h), this): fc2's input scale comes from fc1's output without a pass over
+# the activations (whose erf the compiled GELU otherwise computes twice, once for the scale and once to quantize).
+NEGATIVE_PEAK = {"gelu": 0.16998, "gelu_tanh": 0.17005, "silu": 0.27847, "relu": 0.0}
 
 
 class Int8Linear(nn.Module):
@@ -27,10 +32,12 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, absmax: torch.Tensor | None = None) -> torch.Tensor:
+        """absmax: an upper bound on each row's largest |x| (one per token), when the caller knows a cheaper one."""
         rows = x.reshape(-1, self.in_features)
-        x_scale = rows.abs().amax(dim=1, keepdim=True).float().clamp_(min=1e-12).div_(INT8_MAX)
-        x_int8 = torch.div(rows, x_scale).round_().to(torch.int8)
+        absmax = rows.abs().amax(dim=1, keepdim=True) if absmax is None else absmax.reshape(-1, 1)
+        x_scale = absmax.float().clamp(min=1e-12).div_(INT8_MAX)
+        x_int8 = torch.div(rows, x_scale).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)  # bounds round too
         out = torch.mul(torch._int_mm(x_int8, self.weight.t()), x_scale)  # int32 accumulators -> fp32
         out = out.mul_(self.weight_scale) if self.bias is None else torch.addcmul(self.bias, out, self.weight_scale)
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
@@ -39,14 +46,35 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+class Int8Mlp(nn.Module):
+    """An inference-only Mlp with int8 fc1 and fc2, fc2's input scale bounded from fc1's row maxima (NEGATIVE_PEAK):
+    ViT-S/16 1.06x the compiled model that measures the activations, logits as close to fp32."""
+
+    def __init__(self, mlp: Mlp) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = Int8Linear(mlp.fc1), mlp.act, Int8Linear(mlp.fc2)
+        self.negative_peak = NEGATIVE_PEAK[mlp.act_name]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.fc1(x)
+        absmax = self.act(hidden.amax(dim=-1, keepdim=True)).clamp(min=self.negative_peak)
+        return self.fc2(self.act(hidden), absmax)
+
+
+def _bounded_mlp(module: nn.Module) -> bool:
+    """An Mlp whose fc2 input is its activation's output (no norm between), for an activation in NEGATIVE_PEAK."""
+    return (isinstance(module, Mlp) and isinstance(module.norm, nn.Identity)
+            and module.act_name in NEGATIVE_PEAK)
+
+
 def is_int8(model: nn.Module) -> bool:
     """Whether quantize_int8 has rewritten this model (its state dict no longer fits a float model)."""
     return any(isinstance(module, Int8Linear) for module in model.modules())
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Swaps every linear layer inside the transformer blocks for an Int8Linear, in place, for inference only; on
-    hardware with native bf16 (judged where the model is now) attention computes in bf16."""
+    """Swaps every linear layer inside the transformer blocks for an Int8Linear (plain MLPs for an Int8Mlp), in place,
+    for inference only; on hardware with native bf16 (judged where the model is now) attention computes in bf16."""
     blocks = getattr(model, "blocks", None)
     if blocks is None:
         raise TypeError(f"quantize_int8 expects a vitkit VisionTransformer (with .blocks), got {type(model).__name__}")
@@ -54,6 +82,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     attn_dtype = torch.bfloat16 if has_native_bf16(next(model.parameters()).device) else None
     for block in blocks:
         block.attn.compute_dtype = attn_dtype  # ViT-S/16: 1.07x with bf16 attention, logit error unchanged
+        if _bounded_mlp(block.mlp):
+            block.mlp = Int8Mlp(block.mlp)
         for name, child in list(block.named_modules()):
             if isinstance(child, nn.Linear):
                 parent_name, _, attr = name.rpartition(".")
@@ -62,7 +92,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def compile_int8(model: nn.Module) -> nn.Module:
-    """torch.compile for int8 inference on CPU: frozen weights (inductor fuses the per-token rounding and the rescale
-    around each matmul) and max-autotune (ViT-S/16: 0.92-1.10x the frozen compile over five runs, ~20 s more
-    compiling; in bf16 it found nothing)."""
-    return torch.compile(model, options={"freezing": True, "max_autotune": True})
+    """torch.compile for int8 inference: frozen weights, so inductor fuses the per-token rounding and the rescale around
+    each matmul (max-autotune measured 0.92-1.10x this over five ViT-S/16 runs, for ~20 s more compiling: dropped)."""
+    return torch.compile(model, options={"freezing": True})

@@ -47,7 +47,7 @@ class Attention(nn.Module):
             attn_bias = attn_bias.to(q.dtype)
         drop = self.attn_drop if self.training else 0.0
         if return_attn or _explicit_is_faster(q):
-            scores = (q * self.scale) @ k.transpose(-2, -1)
+            scores = (q * self.scale) @ k.contiguous().transpose(-2, -1)  # k^T as a view: 1.03-1.04x (below)
             if attn_bias is not None:
                 scores = scores + attn_bias
             probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
@@ -63,5 +63,8 @@ class Attention(nn.Module):
 
 def _explicit_is_faster(q: torch.Tensor) -> bool:
     """On a CPU in bf16 the explicit matmul-softmax-matmul beats every SDPA backend (training 1.2-1.4x SDPA's math
-    backend, whose flash backward is slower still; inference 1.1-1.2x flash, measured); elsewhere SDPA wins."""
+    backend, whose flash backward is slower still; inference 1.1-1.2x flash, measured); elsewhere SDPA wins. Its k is
+    made contiguous first so that the matmul reads k^T through strides: otherwise both eager and inductor write k^T
+    out transposed; the explicit copy measured 1.03-1.04x (compiled int8 and bf16 ViT-S/16 inference, tiny CIFAR
+    ViT training eager and compiled; 1.00x on the Fashion-MNIST budget model's 12-token steps)."""
     return q.device.type == "cpu" and q.dtype == torch.bfloat16
