@@ -60,7 +60,7 @@ def run_task(name: str, minutes: float, output_dir: Path, extra: list[str], epoc
                 img_s=round(summary["steps"] * resolve_config(task["config"], overrides).data.batch_size
                             / (minutes_used * 60), 1),
                 top1=round(summary["final_top1"], 2), ema_top1=summary["ema_final_top1"], target=task["target"],
-                precision=summary["precision"], config=task["config"])
+                precision=summary["precision"], config=task["config"], overrides=extra)
 
 
 def main() -> int:
@@ -68,6 +68,8 @@ def main() -> int:
     parser.add_argument("--only", choices=sorted(TASKS), action="append")
     parser.add_argument("--minutes", type=float, help="override every task's budget")
     parser.add_argument("--output-dir", default="runs/budget")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_budget.json",
+                        help="where the results go (experiments: elsewhere, so the recipe's record survives)")
     parser.add_argument("--epochs", type=int, help="fix the epoch count instead of sizing it from a calibration")
     parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. precision=bf16")
     args = parser.parse_args()
@@ -81,7 +83,7 @@ def main() -> int:
              r["precision"]] for r in results]
     print(format_table(rows, ["task", "budget (min)", "used (min)", "epochs", "img/s", "top-1 (%)", "target (%)",
                               "precision"]))
-    path = write_json(Path(__file__).parent / "results" / "train_budget.json", results)
+    path = write_json(args.out, results)
     print(f"\nwritten to {path}")
     return 0
 

@@ -65,11 +65,14 @@ def test_int8_mlp_keeps_rows_whose_activations_are_all_negative_on_the_grid():
     torch.manual_seed(0)
     mlp = Mlp(16, 64).eval()
     with torch.no_grad():
-        mlp.fc1.bias.fill_(-20.0)  # every hidden unit negative: the scale comes from NEGATIVE_PEAK, not the row
+        mlp.fc1.bias.fill_(-1.0)  # every hidden unit near -1: GELU ~ -0.16, all below zero
         x = torch.randn(4, 16) * 0.1
         out = Int8Mlp(mlp)(x)
+        hidden = fake_quantized_linear(mlp.fc1, x)
         peak = torch.full((4, 1), NEGATIVE_PEAK["gelu"])
-        reference = fake_quantized_linear(mlp.fc2, mlp.act(fake_quantized_linear(mlp.fc1, x)), peak)
+        reference = fake_quantized_linear(mlp.fc2, mlp.act(hidden), peak)  # the scale is the bound, not the row's
+        measured = fake_quantized_linear(mlp.fc2, mlp.act(hidden))
+    assert (hidden < 0).all() and (reference - measured).abs().max() > 1e-4  # the two grids differ here
     torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5)
 
 

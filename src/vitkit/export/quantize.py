@@ -15,8 +15,8 @@ from ..layers.mlp import Mlp
 
 INT8_MAX = 127
 # The largest |act(h)| over h < 0 (float64 search, rounded up). Each activation here increases for h >= 0, so a row's
-# largest |act(h)| is at most max(act(max h), this): fc2's input scale comes from fc1's output without a pass over
-# the activations (whose erf the compiled GELU otherwise computes twice, once for the scale and once to quantize).
+# largest |act(h)| is at most max(act(max h), this): fc2's input scale comes from fc1's output and the activation
+# runs once (compiled, a measured scale made GELU compute its erf twice: once for the scale, once to quantize).
 NEGATIVE_PEAK = {"gelu": 0.16998, "gelu_tanh": 0.17005, "silu": 0.27847, "relu": 0.0}
 
 
@@ -37,7 +37,8 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         absmax = rows.abs().amax(dim=1, keepdim=True) if absmax is None else absmax.reshape(-1, 1)
         x_scale = absmax.float().clamp(min=1e-12).div_(INT8_MAX)
-        x_int8 = torch.div(rows, x_scale).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)  # bounds round too
+        # clamped: a bound computed in bf16 can land a rounding step below the row's largest |x|
+        x_int8 = torch.div(rows, x_scale).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
         out = torch.mul(torch._int_mm(x_int8, self.weight.t()), x_scale)  # int32 accumulators -> fp32
         out = out.mul_(self.weight_scale) if self.bias is None else torch.addcmul(self.bias, out, self.weight_scale)
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
