@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from vitkit import create_model
-from vitkit.export import Int8Linear, compile_int8, quantize_int8
-from vitkit.export.quantize import NEGATIVE_PEAK, Int8Mlp
+from vitkit.export import Int8Linear, Int8Mlp, compile_int8, quantize_int8
+from vitkit.export.quantize import NEGATIVE_PEAK
 from vitkit.layers.mlp import PLAIN_ACTS, Mlp
 from vitkit.cli import main
 from vitkit.inference import evaluate_on, load_model
