@@ -91,7 +91,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_in_bf16(monkeypatch)
 
     cpu = torch.device("cpu")
     for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(trainer, "cpu_has_bf16", lambda native=native: native)
+        monkeypatch.setattr(trainer, "has_native_bf16", lambda device, native=native: native)
         assert trainer.pick_precision("auto", cpu) == expected
     assert trainer.pick_precision("fp32", cpu) == "fp32"
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):

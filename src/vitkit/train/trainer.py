@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..config import to_dict
 from ..data import build_dataset, build_loader
-from ..hardware import cpu_has_bf16
+from ..hardware import has_native_bf16
 from ..models import Preprocess, create_model
 from ..report import write_json
 from .config import TrainConfig, resolve_config
@@ -322,9 +322,9 @@ def pick_precision(name: str, device: torch.device) -> str:
         if name == "fp16" and device.type != "cuda":
             raise ValueError("precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
+    if has_native_bf16(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
 def pick_threads(device: torch.device) -> int:
