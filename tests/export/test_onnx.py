@@ -97,3 +97,14 @@ def test_the_docs_onnxruntime_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(example, "docs/export.md", "exec"), {})
     printed = capsys.readouterr().out
     assert printed.count("'") == 8 and all(name in model.class_names for name in re.findall(r"'(\w+)'", printed))
+
+
+def test_export_copies_only_a_model_it_would_otherwise_change(tmp_path):
+    from vitkit.export.onnx import _float_cpu_copy
+
+    model = create_model("vit_cifar_patch4_32", **TINY)
+    assert _float_cpu_copy(model.eval()) is model
+    for changed in (model.train(), model.eval().to(torch.bfloat16)):
+        copied = _float_cpu_copy(changed)
+        assert copied is not changed and not copied.training and copied.head.weight.dtype == torch.float32
+    assert model.head.weight.dtype == torch.bfloat16

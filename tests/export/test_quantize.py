@@ -76,6 +76,18 @@ def test_int8_mlp_keeps_rows_whose_activations_are_all_negative_on_the_grid():
     torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("act, bounded", [(nn.SiLU(), True), (nn.GELU(approximate="tanh"), True), (nn.Tanh(), False)])
+def test_the_bound_follows_an_activation_swapped_after_building(act, bounded):
+    mlp = Mlp(16, 64, act="gelu").eval()
+    mlp.act = act
+    if bounded:
+        assert Int8Mlp(mlp).negative_peak == pytest.approx(act(torch.linspace(-8, 0, 80_001)).abs().max().item(),
+                                                           abs=1e-4)
+    else:
+        with pytest.raises(ValueError, match="two Int8Linear"):
+            Int8Mlp(mlp)
+
+
 def test_quantize_int8_swaps_the_block_linears_and_leaves_the_rest():
     model = quantize_int8(create_model("vit_cifar_patch4_32", **SMALL))
     int8 = [name for name, m in model.named_modules() if isinstance(m, Int8Linear)]

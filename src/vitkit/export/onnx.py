@@ -70,8 +70,12 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _float_cpu_copy(model: nn.Module) -> nn.Module:
-    """Export traces an fp32 CPU model; the caller's model keeps its dtype, device and mode."""
-    return copy.deepcopy(model).float().cpu().eval()
+    """Export traces an fp32 CPU model in eval mode. Any other model is copied, so the caller's keeps its dtype, device
+    and mode; one already in that state is used as is, sparing a second copy of its weights."""
+    evaluating = not any(module.training for module in model.modules())
+    fp32_cpu = all(t.device.type == "cpu" and (t.dtype == torch.float32 or not t.is_floating_point())
+                   for t in [*model.parameters(), *model.buffers()])
+    return model if evaluating and fp32_cpu else copy.deepcopy(model).float().cpu().eval()
 
 
 def _compare(model: nn.Module, path: str | Path, atol: float) -> float:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..hardware import has_native_bf16
-from ..layers.mlp import Mlp
+from ..layers.mlp import PLAIN_ACTS, Mlp
 
 INT8_MAX = 127
 # The largest |act(h)| over h < 0 (float64 search, rounded up). Each activation here increases for h >= 0, so a row's
@@ -54,7 +54,10 @@ class Int8Mlp(nn.Module):
     def __init__(self, mlp: Mlp) -> None:
         super().__init__()
         self.fc1, self.act, self.fc2 = Int8Linear(mlp.fc1), mlp.act, Int8Linear(mlp.fc2)
-        self.negative_peak = NEGATIVE_PEAK[mlp.act_name]
+        self.negative_peak = negative_peak(mlp.act)
+        if self.negative_peak is None:
+            raise ValueError(f"Int8Mlp bounds fc2's input only for {sorted(NEGATIVE_PEAK)}, not {mlp.act}; "
+                             "quantize_int8 gives such an MLP two Int8Linear layers that measure their input")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)
@@ -62,10 +65,20 @@ class Int8Mlp(nn.Module):
         return self.fc2(self.act(hidden), absmax)
 
 
+def negative_peak(act: nn.Module) -> float | None:
+    """NEGATIVE_PEAK for an activation module, read from the module itself (None when it has no known bound), so a
+    model whose activation was swapped after it was built still gets the right bound."""
+    kind = _activation_kind(act)
+    return next((peak for name, peak in NEGATIVE_PEAK.items() if _activation_kind(PLAIN_ACTS[name]()) == kind), None)
+
+
+def _activation_kind(act: nn.Module) -> tuple[type, str | None]:
+    return type(act), getattr(act, "approximate", None)
+
+
 def _bounded_mlp(module: nn.Module) -> bool:
-    """An Mlp whose fc2 input is its activation's output (no norm between), for an activation in NEGATIVE_PEAK."""
-    return (isinstance(module, Mlp) and isinstance(module.norm, nn.Identity)
-            and module.act_name in NEGATIVE_PEAK)
+    """An Mlp whose fc2 input is its activation's output (no norm between), with an activation in NEGATIVE_PEAK."""
+    return isinstance(module, Mlp) and isinstance(module.norm, nn.Identity) and negative_peak(module.act) is not None
 
 
 def is_int8(model: nn.Module) -> bool:

@@ -20,7 +20,6 @@ class Mlp(nn.Module):
                  norm: str | None = None, norm_eps: float = 1e-6) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim, bias=bias)
-        self.act_name = act
         self.act = PLAIN_ACTS[act]()
         self.drop1 = nn.Dropout(drop)
         self.norm = make_norm(norm, hidden_dim, norm_eps) if norm else nn.Identity()
