@@ -100,11 +100,11 @@ def test_the_docs_onnxruntime_example_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_export_copies_only_a_model_it_would_otherwise_change(tmp_path):
-    from vitkit.export.onnx import _float_cpu_copy
+    from vitkit.export.onnx import _fp32_cpu_eval
 
     model = create_model("vit_cifar_patch4_32", **TINY)
-    assert _float_cpu_copy(model.eval()) is model
+    assert _fp32_cpu_eval(model.eval()) is model
     for changed in (model.train(), model.eval().to(torch.bfloat16)):
-        copied = _float_cpu_copy(changed)
+        copied = _fp32_cpu_eval(changed)
         assert copied is not changed and not copied.training and copied.head.weight.dtype == torch.float32
     assert model.head.weight.dtype == torch.bfloat16

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -162,6 +163,77 @@ def test_compiled_run_with_patch_drop_stages_matches_eager(tmp_path, monkeypatch
         torch.testing.assert_close(compiled.eval()(images), eager.eval()(images), rtol=1e-3, atol=1e-4)
 
 
+class Crash(Exception):
+    """A process dying mid-step, as far as the run's files can tell."""
+
+
+class StepClock:
+    """A clock that advances `dt` seconds per optimizer step and never otherwise, so a time-budgeted run is exact;
+    `crash_at` makes that step raise Crash."""
+
+    def __init__(self, monkeypatch, dt, crash_at=None):
+        import types
+
+        import vitkit.train.trainer as trainer
+
+        self.steps, self.dt, self.crash_at, step = 0, dt, crash_at, trainer.optimizer_step
+
+        def counted_step(*args):
+            step(*args)
+            self.steps += 1
+            if self.steps == self.crash_at:
+                raise Crash(f"step {self.steps}")
+
+        monkeypatch.setattr(trainer, "optimizer_step", counted_step)
+        monkeypatch.setattr(trainer, "time", types.SimpleNamespace(**{**vars(time), "monotonic": self.now}))
+
+    def now(self):
+        return self.steps * self.dt
+
+
+def expected_lr(fraction, base=2e-3, warmup_lr=1e-6, min_lr=1e-5, warmup=0.5):
+    """Linear warmup over the first `warmup` of the budget, cosine to min_lr over the rest."""
+    if fraction < warmup:
+        return warmup_lr + (base - warmup_lr) * fraction / warmup
+    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * (fraction - warmup) / (1 - warmup)))
+
+
+def test_a_time_budget_stretches_the_schedule_over_the_clock(tmp_path, fast_overrides, monkeypatch):
+    StepClock(monkeypatch, dt=0.05)  # 60 steps in the 3-second budget; the digits recipe has 2 x 22 steps
+    result = train(overrides=fast_overrides + ["schedule.time_budget_minutes=0.05", "optim.lr=2e-3"])
+    run = tmp_path / "run"
+    steps, epochs = metrics(run, "step"), metrics(run, "epoch")
+    assert result.summary["steps"] == len(steps) == 60 and result.summary["train_seconds"] == pytest.approx(3.0)
+    # each step's lr is the recipe's schedule at the share of the budget used when the step began
+    assert [r["lr"] for r in steps] == pytest.approx([expected_lr(i / 60) for i in range(60)], rel=1e-6)
+    # more passes over the data than the recipe's 2 epochs; evaluated where the schedule crosses an epoch, and last
+    assert len(epochs) == result.summary["epochs"] > 2 and "val_top1" in epochs[-1]
+    starts = [0] + [r["step"] for r in epochs[:-1]]
+    crossed = [math.floor(r["step"] / 30) > math.floor(start / 30) for start, r in zip(starts, epochs)]
+    assert ["val_top1" in r for r in epochs] == crossed[:-1] + [True]
+    assert "time is up (0.05 minutes): 60 steps" in (run / "train.log").read_text()
+
+
+def test_a_time_budgeted_run_resumes_on_its_clock(tmp_path, fast_overrides, monkeypatch):
+    clock = StepClock(monkeypatch, dt=0.05, crash_at=25)
+    budgeted = fast_overrides + ["schedule.time_budget_minutes=0.05", "checkpoint_every_steps=10"]
+    with pytest.raises(Crash):
+        train(overrides=budgeted)
+    clock.crash_at = None
+    summary = train(overrides=budgeted, resume=True).summary
+    # the last checkpoint (end of epoch 1, step 22) holds the clock as it stood; steps 23-25 run again on it, so the
+    # crash costs no budget: the run ends with the budget used after as many steps as an uninterrupted one
+    assert "resumed" in (tmp_path / "run" / "train.log").read_text()
+    assert summary["train_seconds"] == pytest.approx(3.0) and summary["steps"] == 60
+    with pytest.raises(ValueError, match="already finished its 0.05 minutes; raise schedule.time_budget_minutes"):
+        train(overrides=budgeted, resume=True)
+
+
+def test_a_time_budget_stops_a_real_run(fast_overrides):
+    summary = train(overrides=fast_overrides + ["schedule.time_budget_minutes=0.02"]).summary
+    assert summary["train_seconds"] >= 1.2 and summary["steps"] > 0
+
+
 def test_bf16_autocast_run_learns(tmp_path, fast_overrides):
     summary = train(overrides=fast_overrides + ["precision=bf16", "schedule.epochs=3"]).summary
     assert summary["precision"] == "bf16"
@@ -214,10 +286,10 @@ os._exit(0)
 """
 
 
-def launch_two_processes(tmp_path, args):
+def launch_two_processes(tmp_path, args, prelude=""):
     """torchrun with 2 CPU processes; returns both ranks' final weights (whole tensors, flattened)."""
     worker = tmp_path / "worker.py"
-    worker.write_text(DDP_WORKER)
+    worker.write_text(prelude + DDP_WORKER)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
                *args, f"output_dir={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
@@ -264,6 +336,23 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mo
         for key, dist_key in zip(group["params"], dist_group["params"]):
             torch.testing.assert_close(states[1]["state"][dist_key]["exp_avg_sq"],
                                        states[0]["state"][key]["exp_avg_sq"], rtol=1e-2, atol=1e-9)
+
+
+SKEWED_CLOCK = """
+import os, time, types
+import vitkit.train.trainer as trainer
+if os.environ["RANK"] == "1":
+    trainer.time = types.SimpleNamespace(**{**vars(time), "monotonic": lambda: 2 * time.monotonic()})
+"""
+
+
+def test_two_processes_under_a_time_budget_stop_at_the_same_step(tmp_path):
+    # rank 1's clock runs twice as fast: unless the ranks agree on one clock, it stops at about half the steps while
+    # rank 0 waits in its next gradient all-reduce
+    rank0, rank1 = launch_two_processes(tmp_path, [*FAST, "schedule.time_budget_minutes=0.03", "name=budget"],
+                                        prelude=SKEWED_CLOCK)
+    assert torch.equal(rank0, rank1)
+    assert json.loads((tmp_path / "budget" / "summary.json").read_text())["train_seconds"] >= 1.8
 
 
 def test_bad_images_stop_the_run_by_name_or_are_skipped_and_listed(tmp_path):

@@ -27,7 +27,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
     if is_int8(model):
         raise ValueError("export the float model: vitkit's int8 layers have no ONNX form; onnxruntime quantizes an "
                          "ONNX file itself (onnxruntime.quantization.quantize_dynamic)")
-    model = _float_cpu_copy(model)
+    model = _fp32_cpu_eval(model)
     images = torch.randn(2, model.cfg.in_chans, *model.cfg.img_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
 
 def check_onnx(model: nn.Module, path: str | Path, atol: float = 1e-4) -> float:
     """Runs the exported file under onnxruntime on a batch of a size not used at export; raises if it disagrees."""
-    return _compare(_float_cpu_copy(model), path, atol)
+    return _compare(_fp32_cpu_eval(model), path, atol)
 
 
 @contextlib.contextmanager
@@ -69,7 +69,7 @@ def _quiet_exporter() -> Iterator[None]:
         registry.setLevel(level)
 
 
-def _float_cpu_copy(model: nn.Module) -> nn.Module:
+def _fp32_cpu_eval(model: nn.Module) -> nn.Module:
     """Export traces an fp32 CPU model in eval mode. Any other model is copied, so the caller's keeps its dtype, device
     and mode; one already in that state is used as is, sparing a second copy of its weights."""
     evaluating = not any(module.training for module in model.modules())

@@ -56,6 +56,10 @@ class ScheduleConfig:
     # [[start_epoch, rate], ...]: from each start epoch on, patch dropout drops this share of the patches (0: none),
     # e.g. [[10, 0.5], [13.5, 0.0]] after model.patch_drop_rate: training ends on the sequence the test sees
     patch_drop_stages: list[tuple[float, float]] = field(default_factory=list)
+    # Minutes of training (evaluations included, the final one not): the schedule above, in epochs, is stretched over
+    # this time instead of over `epochs` passes, and the run stops when it is up. Machines, and one machine from hour
+    # to hour, differ in speed by more than an epoch count can absorb; the price is bit-exact reproducibility.
+    time_budget_minutes: float | None = None
 
 
 @dataclass
@@ -115,6 +119,9 @@ class TrainConfig:
             raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
                              "least 1")
         self._check_patch_drop_stages()
+        if self.schedule.time_budget_minutes is not None and not self.schedule.time_budget_minutes > 0:
+            raise ValueError(f"schedule.time_budget_minutes={self.schedule.time_budget_minutes} must be positive "
+                             "(or null: train for schedule.epochs passes)")
         if self.best_metric not in ("val_top1", "ema_val_top1", "val_loss", "ema_val_loss"):
             raise ValueError(f"best_metric={self.best_metric!r}; choose val_top1, ema_val_top1, val_loss or ema_val_loss")
         if self.best_metric.startswith("ema_") and self.ema.decay is None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import os
 import signal
@@ -103,18 +104,24 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
     total_steps = steps_per_epoch * cfg.schedule.epochs
     warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
+    budget = cfg.schedule.time_budget_minutes * 60 if cfg.schedule.time_budget_minutes else None
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
     log = RunLog(run_dir, enabled=ctx.is_main, tensorboard=cfg.logging.tensorboard)
-    progress = {"epoch": 0, "step": 0, "batch": 0, "best": None, "best_epoch": None}
+    progress = {"epoch": 0, "step": 0, "batch": 0, "seconds": 0.0, "best": None, "best_epoch": None}
+
+    def finished() -> bool:
+        return progress["seconds"] >= budget if budget else progress["epoch"] >= cfg.schedule.epochs
+
     state = None
     if resume:
         state = load_resume_state(run_dir, model)
-        progress = state["progress"]
-        if progress["epoch"] >= cfg.schedule.epochs:
-            raise ValueError(f"{run_dir} already finished its {cfg.schedule.epochs} epochs; raise schedule.epochs "
-                             "to train longer, or start a new run")
+        progress = {"seconds": 0.0, **state["progress"]}  # checkpoints from before the clock count from zero
+        if finished():
+            length = (f"{cfg.schedule.time_budget_minutes:g} minutes; raise schedule.time_budget_minutes" if budget
+                      else f"{cfg.schedule.epochs} epochs; raise schedule.epochs")
+            raise ValueError(f"{run_dir} already finished its {length} to train longer, or start a new run")
         log.truncate_after(progress["step"], progress["epoch"])
         log.text(f"resumed {run_dir} at epoch {progress['epoch']}, step {progress['step']}")
     elif ctx.is_main:
@@ -126,12 +133,15 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     log.text(f"training {model.preset_name} ({sum(p.numel() for p in model.parameters()):,} params) on "
              f"{cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {num_classes} classes; "
              f"device {device}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
-             f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs -> {run_dir}")
+             f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs"
+             + (f", stretched over {cfg.schedule.time_budget_minutes:g} minutes" if budget else "") + f" -> {run_dir}")
     for note in model_notes:
         log.text(note)
     if cfg.schedule.patch_drop_stages:
         log.text(f"patch dropout {model.cfg.patch_drop_rate}, then " + ", ".join(
-            f"{rate} from epoch {start:g} (step {math.ceil(start * steps_per_epoch) + 1})"
+            f"{rate} from epoch {start:g} "
+            + (f"(minute {start / cfg.schedule.epochs * budget / 60:.1f})" if budget
+               else f"(step {math.ceil(start * steps_per_epoch) + 1})")
             for start, rate in cfg.schedule.patch_drop_stages))
 
     # optimisation: FSDP2 replaces the parameters by shards, so the model (and its EMA copy) is wrapped first
@@ -152,6 +162,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
     stop = StopRequest()
+    epochs_of = "" if budget else f"/{cfg.schedule.epochs}"  # under a time budget the epoch count is not known
     autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
 
     def checkpoint_state() -> dict[str, Any]:
@@ -168,24 +179,39 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         save("last", model, checkpoint_state())
 
     start_time, images_seen = time.time(), 0
+    clock_start, seconds_before = time.monotonic(), progress["seconds"]
+
+    def schedule_step() -> float:
+        """Where the run is in its schedule, in optimizer steps: the steps taken, or under a time budget, the budget's
+        share used so far; brings the clock (progress["seconds"], kept across resumes) up to date."""
+        seconds = seconds_before + time.monotonic() - clock_start
+        if budget and ctx.enabled:  # one clock for all ranks, or they would stop at different steps
+            seconds = mean_over_ranks(torch.tensor(seconds, device=device), ctx)
+        progress["seconds"] = seconds
+        return total_steps * min(1.0, seconds / budget) if budget else progress["step"]
+
     with stop:
-        for epoch in range(progress["epoch"], cfg.schedule.epochs):
+        for epoch in itertools.count(progress["epoch"]) if budget else range(progress["epoch"], cfg.schedule.epochs):
             if progress["batch"] == 0:
                 train_loader.set_epoch(epoch)
-            stage_note = unfreeze_stage(model, epoch, cfg.finetune)
+            epoch_start_position = schedule_step() / steps_per_epoch if budget else epoch
+            stage_note = unfreeze_stage(model, math.floor(epoch_start_position), cfg.finetune)
             if stage_note:
                 log.text(stage_note)
             train_model.train()
             epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.time()
-            bar = tqdm(total=len(train_loader), initial=progress["batch"], desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+            bar = tqdm(total=len(train_loader), initial=progress["batch"], desc=f"epoch {epoch + 1}{epochs_of}",
                        disable=not (ctx.is_main and cfg.logging.progress), leave=False, dynamic_ncols=True)
             for images, targets in train_loader:
                 micro = progress["batch"] % cfg.optim.accum_steps
-                lr = warmup_cosine(progress["step"], cfg.optim.lr, total_steps, warmup_steps, cfg.schedule.min_lr,
+                position = schedule_step()
+                if micro == 0 and epoch_batches and finished():  # an epoch the budget cuts short has a step at least
+                    break
+                lr = warmup_cosine(position, cfg.optim.lr, total_steps, warmup_steps, cfg.schedule.min_lr,
                                    cfg.schedule.warmup_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                model.patch_drop.rate = staged_value(progress["step"] / steps_per_epoch, model.cfg.patch_drop_rate,
+                model.patch_drop.rate = staged_value(position / steps_per_epoch, model.cfg.patch_drop_rate,
                                                      cfg.schedule.patch_drop_stages)
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
                 with gradient_sync(train_model, sync), autocast():
@@ -222,12 +248,17 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                               f"continue with --resume (run {run_dir})")
             bar.close()
 
-            # end of epoch: evaluate the raw and the EMA weights (every eval_every_epochs and last), checkpoint, log
+            # end of epoch: evaluate the raw and the EMA weights (every eval_every_epochs of the schedule, and last),
+            # checkpoint, log; an epoch the time budget cut short is the last
+            end_step = schedule_step()  # the clock too, for the checkpoint
+            epoch_end_position = end_step / steps_per_epoch if budget else epoch + 1
             progress.update(epoch=epoch + 1, batch=0)
+            last = finished()
             mean_loss = torch.tensor(epoch_loss / max(epoch_batches, 1), device=device)
             record = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
                       "train_loss": mean_over_ranks(mean_loss, ctx), "epoch_seconds": time.time() - epoch_start}
-            scored = (epoch + 1) % cfg.eval_every_epochs == 0 or epoch + 1 == cfg.schedule.epochs
+            scored = last or (math.floor(epoch_end_position / cfg.eval_every_epochs)
+                              > math.floor(epoch_start_position / cfg.eval_every_epochs))
             if scored:
                 scores = evaluate(model, test_loader, num_classes, device, autocast_dtype, ctx)
                 record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_loss=scores["loss"])
@@ -246,17 +277,22 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
             log.plot_curves()
             test_note = f", test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%" if scored else ""
             ema_note = f", EMA {record['ema_val_top1']:.2f}%" if scored and ema else ""
-            log.text(f"epoch {epoch + 1}/{cfg.schedule.epochs}: train loss {record['train_loss']:.4f}"
+            log.text(f"epoch {epoch + 1}{epochs_of}: train loss {record['train_loss']:.4f}"
                      f"{test_note}{ema_note} ({record['epoch_seconds']:.1f}s)")
+            if last and budget:
+                log.text(f"time is up ({cfg.schedule.time_budget_minutes:g} minutes): {progress['step']} steps, "
+                         f"{progress['step'] / steps_per_epoch:.2f} passes over the training data")
+                break
 
+    schedule_step()  # the clock, final evaluation and checkpoint included
     summary = {"run_dir": str(run_dir), "model": model.preset_name, "dataset": cfg.data.dataset,
-               "epochs": cfg.schedule.epochs, "steps": progress["step"], "final_top1": record["val_top1"],
+               "epochs": progress["epoch"], "steps": progress["step"], "final_top1": record["val_top1"],
                "final_top5": record["val_top5"], "best_metric": cfg.best_metric, "best": progress["best"],
                "best_epoch": progress["best_epoch"], "ema_final_top1": record.get("ema_val_top1"),
                "device": str(device), "precision": precision, "world_size": ctx.world_size,
                "skipped_bad_images": sorted({**getattr(train_loader, "bad_images", {}),
                                              **getattr(test_loader, "bad_images", {})}),
-               "train_seconds": time.time() - start_time}
+               "train_seconds": progress["seconds"]}
     if ctx.is_main:
         write_json(run_dir / "summary.json", summary)
     log.text(f"done: test top-1 {summary['final_top1']:.2f}% (best {cfg.best_metric} {progress['best']:.2f} at epoch "
