@@ -19,3 +19,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
     assert commands[0].startswith("pip install torch==2.13.0") and commands[0].endswith("vitkit train")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_training_command_names_a_recipe_and_overrides_that_resolve():
+    from vitkit.train import resolve_config
+
+    block = re.search(r"## Training\n\n```bash\n(.*?)```", README, re.S).group(1)
+    commands = [line.split("#")[0].split() for line in block.splitlines() if "train --config" in line]
+    assert len(commands) >= 4
+    for words in commands:
+        config = words[words.index("--config") + 1]
+        resolve_config(ROOT / config, [word for word in words if "=" in word and not word.startswith("--")])

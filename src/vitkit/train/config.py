@@ -56,9 +56,10 @@ class ScheduleConfig:
     # [[start_epoch, rate], ...]: from each start epoch on, patch dropout drops this share of the patches (0: none),
     # e.g. [[10, 0.5], [13.5, 0.0]] after model.patch_drop_rate: training ends on the sequence the test sees
     patch_drop_stages: list[tuple[float, float]] = field(default_factory=list)
-    # Minutes of training (evaluations included, the final one not): the schedule above, in epochs, is stretched over
-    # this time instead of over `epochs` passes, and the run stops when it is up. Machines, and one machine from hour
-    # to hour, differ in speed by more than an epoch count can absorb; the price is bit-exact reproducibility.
+    # Minutes of training (evaluations included, the final one not): the schedule in epochs (warmup, cosine, stages,
+    # eval_every_epochs) is stretched over this time instead of over `epochs` passes, and the run stops when it is up.
+    # Machines, and one machine from hour to hour, differ in speed by more than an epoch count can absorb; the price
+    # is bit-exact reproducibility.
     time_budget_minutes: float | None = None
 
 

@@ -104,7 +104,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
     total_steps = steps_per_epoch * cfg.schedule.epochs
     warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
-    budget = cfg.schedule.time_budget_minutes * 60 if cfg.schedule.time_budget_minutes else None
+    budget = cfg.schedule.time_budget_minutes * 60 if cfg.schedule.time_budget_minutes else None  # seconds
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
