@@ -236,7 +236,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                 if progress["step"] % cfg.logging.log_every_steps == 0:
                     rate = images_seen / (time.time() - start_time)
                     step_loss = mean_over_ranks(loss.detach(), ctx)
-                    bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                    clock = {"minutes": f"{progress['seconds'] / 60:.1f}/{budget / 60:g}"} if budget else {}
+                    bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}", **clock)
                     log.metrics({"kind": "step", "step": progress["step"], "epoch": epoch + 1,
                                  "epoch_float": epoch + progress["batch"] / len(train_loader),
                                  "loss": step_loss, "lr": lr, "img_s": rate})
