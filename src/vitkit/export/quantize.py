@@ -68,12 +68,14 @@ class Int8Mlp(nn.Module):
 def negative_peak(act: nn.Module) -> float | None:
     """NEGATIVE_PEAK for an activation module, read from the module itself (None when it has no known bound), so a
     model whose activation was swapped after it was built still gets the right bound."""
-    kind = _activation_kind(act)
-    return next((peak for name, peak in NEGATIVE_PEAK.items() if _activation_kind(PLAIN_ACTS[name]()) == kind), None)
+    return _PEAK_BY_KIND.get(_activation_kind(act))
 
 
 def _activation_kind(act: nn.Module) -> tuple[type, str | None]:
     return type(act), getattr(act, "approximate", None)
+
+
+_PEAK_BY_KIND = {_activation_kind(PLAIN_ACTS[name]()): peak for name, peak in NEGATIVE_PEAK.items()}
 
 
 def _bounded_mlp(module: nn.Module) -> bool:
