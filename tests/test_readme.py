@@ -30,3 +30,17 @@ def test_every_training_command_names_a_recipe_and_overrides_that_resolve():
     for words in commands:
         config = words[words.index("--config") + 1]
         resolve_config(ROOT / config, [word for word in words if "=" in word and not word.startswith("--")])
+
+
+def test_the_fine_tuning_example_runs_as_shown(tmp_path, monkeypatch):
+    """The README's first fine-tuning command, word for word, in a folder where its relative path exists."""
+    from vitkit import cli
+
+    block = re.search(r"## Fine-tuning, transfer and distillation\n.*?```bash\n(.*?)\n```", README, re.S).group(1)
+    words = block.split()
+    assert words[:3] == ["vitkit", "train", "--init-from"] and not any(w.startswith("model.") for w in words)
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(words[1:] + ["logging.progress=false", "data.num_workers=0"]) == 0
+    name = next(w.split("=", 1)[1] for w in words if w.startswith("name="))
+    assert (tmp_path / "runs" / name / "summary.json").is_file()

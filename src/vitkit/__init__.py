@@ -1,5 +1,6 @@
 """vitkit: Vision Transformers from the 2020 paper to ViT-5, in one readable library."""
-from .models import Preprocess, ViTConfig, VisionTransformer, create_model, get_preset, list_models
+from .preprocess import Preprocess
+from .models import ViTConfig, VisionTransformer, create_model, get_preset, list_models
 from .checkpoints import from_pretrained, save_pretrained
 
 __version__ = "0.1.0"

@@ -109,23 +109,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .inference import evaluate_on, load_model, plot_confusion
     from .report import write_json
 
+    data = _dataset_of(args.checkpoint, args.data)
+    if data is None:
+        raise ValueError(f"{args.checkpoint} is not a training run, so its dataset is unknown; pass --data SPEC "
+                         "(e.g. --data digits or --data cifar10:/path)")
     model = load_model(args.checkpoint, args.device, int8=args.int8)
-    scores = evaluate_on(model, args.data, split=args.split, batch_size=args.batch_size, device=args.device)
+    scores = evaluate_on(model, data, split=args.split, batch_size=args.batch_size, device=args.device)
     out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
-    report = {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split, "int8": args.int8, **scores}
+    report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "int8": args.int8, **scores}
     write_json(out / "eval.json", report)
     rows = [[name, round(acc, 2)] for name, acc in zip(scores["classes"], scores["per_class"])]
     print(format_table(rows, ["class", "accuracy (%)"]))
-    print(f"\ntop-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
+    print(f"\n{data} ({args.split}): top-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
           f"({scores['count']} images)\nwritten: {out / 'eval.json'}, {out / 'confusion.png'}")
     return 0
 
 
+def _dataset_of(source: str, data: str | None) -> str | None:
+    """--data if given, else the dataset the run was trained on (None for a checkpoint outside a run)."""
+    from .checkpoints import run_dataset
+
+    return data or run_dataset(source)
+
+
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
-    parser.add_argument("--data", required=True, help="dataset spec, e.g. digits or cifar10:/path")
+    parser.add_argument("--data", help="dataset spec, e.g. digits or cifar10:/path (default: the run's own dataset)")
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
@@ -249,12 +260,18 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Writes the paper's Fig. 7 pictures, attention maps, rollout and Grad-CAM as PNGs plus one report.html."""
-    from .analysis import analyze, load_for_analysis, load_images, synthetic_images
+    from .analysis import analyze, dataset_images, load_for_analysis, load_images, synthetic_images
 
     model, origin = load_for_analysis(args.source)
     size, chans = model.cfg.img_size, model.cfg.in_chans
-    images = (load_images(args.images, size, chans, model.preprocess) if args.images
-              else synthetic_images(args.show, size, chans))
+    data = None if args.images else _dataset_of(args.source, args.data)
+    if args.images:
+        images = load_images(args.images, size, chans, model.preprocess)
+    elif data:
+        images = dataset_images(data, max(args.show, args.num_images), size, chans, model.preprocess)
+        origin += f"; images: the {data} test split"
+    else:
+        images = synthetic_images(args.show, size, chans)
     for name, reason in images.unreadable:
         print(f"vitkit analyze: unreadable image skipped: {name} ({reason})", file=sys.stderr)
     result = analyze(model, images, args.out, layers=args.layer, show=args.show, device=args.device,
@@ -267,7 +284,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run folder (runs/<name>), checkpoint, or preset name (random weights)")
-    parser.add_argument("--images", nargs="+", default=[], help="image files or folders (default: synthetic images)")
+    parser.add_argument("--images", nargs="+", default=[],
+                        help="image files or folders (default: test images of --data or of the run's dataset)")
+    parser.add_argument("--data", help="dataset spec whose test images to analyse (default: the run's own dataset)")
+    parser.add_argument("--num-images", type=int, default=32,
+                        help="dataset images to measure attention distances on (maps are drawn for --show of them)")
     parser.add_argument("--out", required=True, help="folder for the PNGs, attention_distance.json and report.html")
     parser.add_argument("--layer", type=int, nargs="+", default=[-1],
                         help="layers whose per-head attention is drawn (default: -1, the last)")

@@ -17,28 +17,17 @@ from .data import AugmentConfig, BadImageError, build_dataset, build_loader  # n
 from .data.decode import is_image_file, load_rgb  # noqa: E402
 from .data.loader import cover_and_center  # noqa: E402
 from .data.transforms import EvalTransform, scale_size  # noqa: E402
-from .models.config import Preprocess  # noqa: E402
+from .preprocess import Preprocess  # noqa: E402
 
 
 def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> torch.nn.Module:
     """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads;
     int8: with the transformer's linear layers quantized for faster CPU inference (see vitkit.export)."""
-    from .checkpoints import from_pretrained
+    from .checkpoints import from_pretrained, resolve_checkpoint
     from .export import quantize_int8
 
     model = from_pretrained(resolve_checkpoint(source)).to(device).eval()
     return quantize_int8(model) if int8 else model  # on the device: it picks attention's dtype for that hardware
-
-
-def resolve_checkpoint(source: str | Path) -> Path:
-    """A run folder stands for its best checkpoint (else its last); anything else is returned as it is."""
-    path = Path(source)
-    if (path / "checkpoints").is_dir():
-        best, last = path / "checkpoints" / "best", path / "checkpoints" / "last"
-        if not (best.exists() or last.exists()):
-            raise ValueError(f"run {path} has no checkpoint yet (checkpoints/best or checkpoints/last)")
-        path = best if best.exists() else last
-    return path
 
 
 def class_names(model: torch.nn.Module) -> list[str]:
@@ -132,10 +121,14 @@ def predict(model: torch.nn.Module, inputs: Sequence[str | Path], topk: int = 5,
 
 def eval_image(path: str | Path, img_size: tuple[int, int], in_chans: int, preprocess: Preprocess) -> np.ndarray:
     """uint8 [H, W, C] of one file: upright RGB (L for 1-channel models), resized and centre-cropped as at evaluation."""
-    image = load_rgb(path)
+    return eval_pixels(load_rgb(path), img_size, in_chans, preprocess)
+
+
+def eval_pixels(image: Image.Image, img_size: tuple[int, int], in_chans: int, preprocess: Preprocess) -> np.ndarray:
+    """uint8 [H, W, C] of a PIL image in the model's channels (L or RGB), resized and centre-cropped as at evaluation."""
     if preprocess.interpolation.upper() not in Image.Resampling.__members__:
         raise ValueError(f"unknown interpolation {preprocess.interpolation!r}; use bicubic, bilinear, nearest or lanczos")
     resample = Image.Resampling[preprocess.interpolation.upper()]
     image = cover_and_center(image, scale_size(img_size, preprocess.crop_pct), img_size, resample)
-    array = np.asarray(image.convert("L") if in_chans == 1 else image, dtype=np.uint8)
+    array = np.asarray(image.convert("L" if in_chans == 1 else "RGB"), dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array

@@ -6,7 +6,7 @@ from vitkit.cli import main
 
 from analysis_helpers import tiny_model
 
-ALWAYS = ["filters.png", "attention_distance.png", "attention_distance.json", "rollout.png", "gradcam.png",
+ALWAYS = ["filters.png", "attention_distance.png", "attention_distance.json", "rollout.png", "gradcam.png", "eigencam.png",
           "report.html"]
 
 

@@ -5,8 +5,8 @@ from PIL import Image
 
 from vitkit.analysis import analyze, load_images, synthetic_images, to_model_input
 from vitkit.analysis.source import load_for_analysis
-from vitkit.inference import resolve_checkpoint
-from vitkit.models.config import Preprocess
+from vitkit.checkpoints import resolve_checkpoint
+from vitkit.preprocess import Preprocess
 
 from analysis_helpers import tiny_model
 

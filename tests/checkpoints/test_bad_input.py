@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
 import sys
 import types
 
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vitkit import create_model, from_pretrained
-from vitkit.checkpoints import CheckpointError, load_checkpoint
+from vitkit.checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint
 
 
 def truncated_copy(source, tmp_path, keep: float = 0.5):
@@ -76,19 +77,39 @@ def test_eva_file_asks_for_num_heads_and_rope(fixtures):
         from_pretrained(fixtures / "timm_eva_rope_swiglu.safetensors", num_heads=4)
 
 
-def test_a_preset_name_resolves_the_ambiguity(tmp_path):
-    """(num_heads=... resolves it too: every timm case in test_interop loads that way.)"""
+def test_a_bare_state_dict_takes_num_heads_from_the_preset_with_its_shapes(tmp_path):
+    """timm files do not record the head count; a preset with the same tensor shapes supplies it (and its
+    preprocessing), as timm users expect from create_model(name, pretrained=True)."""
     torch.manual_seed(0)
     original = create_model("vit_cifar_patch4_32")
     path = tmp_path / "plain_state_dict.pth"
     torch.save(original.state_dict(), path)
-    with pytest.raises(ValueError, match="num_heads"):
-        from_pretrained(path)
-    loaded = from_pretrained(path, model="vit_cifar_patch4_32")
+    loaded = from_pretrained(path)
     assert loaded.preset_name == "vit_cifar_patch4_32" and loaded.cfg == original.cfg
     assert loaded.preprocess == original.preprocess
     for key, tensor in original.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
+
+
+def test_a_preset_name_resolves_the_ambiguity(tmp_path):
+    """No preset is 96 wide, so nothing tells the head count: the error asks for it; num_heads= answers."""
+    torch.manual_seed(0)
+    original = create_model("vit_cifar_patch4_32", embed_dim=96, num_heads=4)
+    path = tmp_path / "plain_state_dict.pth"
+    torch.save(original.state_dict(), path)
+    with pytest.raises(MissingFieldsError, match="num_heads") as error:
+        from_pretrained(path)
+    assert error.value.fields == ["num_heads"]
+    loaded = from_pretrained(path, num_heads=4)
+    assert loaded.cfg == original.cfg
+    for key, tensor in original.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+
+
+def test_a_field_passed_that_contradicts_the_tensors_is_named(fixtures):
+    with pytest.raises(ConflictError, match=r"embed_dim: checkpoint 64, the fields passed 128.*depth") as error:
+        from_pretrained(fixtures / "timm_vit_cls.safetensors", num_heads=4, embed_dim=128, depth=3)
+    assert error.value.fields == ["embed_dim", "depth"]
 
 
 @pytest.mark.parametrize("name,key", [("timm_vit_ls_qknorm.safetensors", "blocks.0.attn.k_norm.bias"),
@@ -138,9 +159,10 @@ def test_non_strict_load_reports_missing_keys(edited_safetensors, caplog):
 
 
 def test_shape_mismatch_lists_both_shapes(fixtures):
-    with pytest.raises(CheckpointError, match=r"blocks[.]0[.]mlp[.]fc1[.]weight: checkpoint \[256, 64\], "
-                                              r"model \[128, 64\]"):
-        from_pretrained(fixtures / "timm_vit_cls.safetensors", num_heads=4, mlp_ratio=2.0)
+    """strict=False builds the architecture asked for, even one the tensors contradict, and lists what did not fit."""
+    _, report = load_checkpoint(fixtures / "timm_vit_cls.safetensors", num_heads=4, mlp_ratio=2.0, strict=False)
+    assert re.search(r"blocks[.]0[.]mlp[.]fc1[.]weight: checkpoint \[256, 64\], model \[128, 64\]",
+                     report.describe())
 
 
 def test_unknown_override_suggests_the_field(fixtures):

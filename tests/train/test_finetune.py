@@ -176,7 +176,8 @@ def test_staged_unfreezing_follows_the_schedule():
 
 
 def test_architecture_mismatch_is_a_clear_error(pretrained, tmp_path):
-    with pytest.raises(ValueError, match="embed_dim: checkpoint 32.*set model.name"):
+    with pytest.raises(ValueError, match=r"model.name=vit_cifar_patch4_32 \(with the model fields given\) describes "
+                                         r"another architecture: embed_dim=64 \(the checkpoint has 32\)"):
         run(tmp_path, "bad", "digits", epochs=1, model={**TINY, "embed_dim": 64},
             finetune={"init_from": str(pretrained)})
 

@@ -9,9 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import BadImageError
-from ..inference import eval_image, image_paths
-from ..models.config import Preprocess
+from PIL import Image
+
+from ..data import BadImageError, build_dataset
+from ..data.folder import ImageFolderDataset
+from ..inference import eval_image, eval_pixels, image_paths
+from ..preprocess import Preprocess
 
 
 @dataclass
@@ -44,6 +47,39 @@ def load_images(paths: Sequence[str | Path], size: tuple[int, int], in_chans: in
     return ImageSet(np.stack(pixels) if pixels else empty, names, unreadable)
 
 
+def dataset_images(spec: str, count: int, size: tuple[int, int], in_chans: int, prep: Preprocess,
+                   split: str = "test") -> ImageSet:
+    """The first `count` images of a dataset split, taking the classes in turn so that the first maps show several
+    classes; named by class and index."""
+    dataset = build_dataset(spec, split=split)
+    chosen = _round_robin_by_class(dataset.labels.tolist(), count)
+    if isinstance(dataset, ImageFolderDataset):  # files: named by file, unreadable ones listed
+        return load_images([dataset.samples[i][0] for i in chosen], size, in_chans, prep)
+    pixels = [eval_pixels(_as_pil(dataset.images[i]), size, in_chans, prep) for i in chosen]
+    names = [f"{dataset.classes[int(dataset.labels[i])]} (#{i})" for i in chosen]
+    return ImageSet(np.stack(pixels).astype(np.float32) / 255.0, names)
+
+
+def _round_robin_by_class(labels: list[int], count: int) -> list[int]:
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    queues = [iter(indices) for _, indices in sorted(by_class.items())]
+    chosen: list[int] = []
+    while len(chosen) < min(count, len(labels)):
+        for queue in queues:
+            index = next(queue, None)
+            if index is not None and len(chosen) < count:
+                chosen.append(index)
+    return chosen
+
+
+def _as_pil(image: torch.Tensor) -> Image.Image:
+    """uint8 [C, H, W] -> a PIL image (L for one channel, RGB for three)."""
+    array = image.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
 def synthetic_images(count: int, size: tuple[int, int], in_chans: int, seed: int = 0) -> ImageSet:
     """Smooth random colour fields, for when no images are given: enough to measure attention distances."""
     generator = torch.Generator().manual_seed(seed)
@@ -56,7 +92,7 @@ def synthetic_images(count: int, size: tuple[int, int], in_chans: int, seed: int
 def to_model_input(pixels: np.ndarray, prep: Preprocess) -> torch.Tensor:
     """[B, H, W, C] pixels in [0, 1] -> the normalised [B, C, H, W] batch the model expects."""
     batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-    channels = batch.shape[1]
-    mean = torch.tensor(prep.mean[:channels]).view(1, -1, 1, 1)
-    std = torch.tensor(prep.std[:channels]).view(1, -1, 1, 1)
+    prep = prep.for_channels(batch.shape[1])
+    mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std).view(1, -1, 1, 1)
     return (batch - mean) / std

@@ -13,6 +13,7 @@ from ..models.vision_transformer import VisionTransformer
 from ..report import write_json
 from . import attention as attn
 from .distance import distance_table, mean_attention_distance, plot_attention_distance
+from .eigencam import eigen_cam
 from .filters import filter_components, filters_message, plot_filter_components
 from .gradcam import grad_cam
 from .images import ImageSet, to_model_input
@@ -29,6 +30,7 @@ class Measurements:
     head_maps: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     rollout: list[torch.Tensor] = field(default_factory=list)
     gradcam: list[torch.Tensor] = field(default_factory=list)
+    eigencam: list[torch.Tensor] = field(default_factory=list)
     targets: list[torch.Tensor] = field(default_factory=list)
     registers: list[torch.Tensor] = field(default_factory=list)
     register_share: list[torch.Tensor] = field(default_factory=list)
@@ -79,6 +81,7 @@ def _keep_maps(model: VisionTransformer, batch: torch.Tensor, maps: list[torch.T
     cam, targets = grad_cam(model, batch)
     found.gradcam.append(cam.cpu())
     found.targets.append(targets.cpu())
+    found.eigencam.append(eigen_cam(model, batch).cpu())
     if layout.num_registers:
         found.registers.append(attn.register_attention(maps[-1], layout).cpu())
         found.register_share.append(torch.stack([attn.register_share(p, layout) for p in maps], 1).cpu())
@@ -118,8 +121,9 @@ def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, lay
 def _messages(model: VisionTransformer, images: ImageSet, layout: TokenLayout) -> list[str]:
     messages = []
     if images.synthetic:
-        messages.append("no images given: distances are measured on smooth synthetic images and the maps show them; "
-                        "pass --images for meaningful attention maps")
+        messages.append("no images given and no dataset known for this source (it is no training run): distances "
+                        "are measured on smooth synthetic images and the maps show them; pass --data SPEC or "
+                        "--images for meaningful maps")
     if not layout.has_class_token:
         messages.append(NO_CLASS_TOKEN_MESSAGE)
     return messages + [m for m in (filters_message(model), position_message(model)) if m]
@@ -186,6 +190,12 @@ def _map_sections(model: VisionTransformer, images: ImageSet, layout: TokenLayou
         [attn.plot_overlays(pixels, rollout, names, ["rollout"] * shown, "attention rollout", out / "rollout.png")],
         notes=list(notes))]
     sections.append(_gradcam_section(model, pixels, names, found, out))
+    sections.append(Section(
+        "EigenCAM", "The patch tokens entering the last block, projected on their first principal component: the "
+                    "dominant pattern the block sees, with no gradient and no class chosen (the component's sign is "
+                    "set so that its strongest patch is positive).",
+        [attn.plot_overlays(pixels, torch.cat(found.eigencam).numpy(), names, ["first component"] * shown,
+                            "EigenCAM (first principal component)", out / "eigencam.png")]))
     if layout.num_registers:
         sections.append(_register_section(pixels, names, found, len(model.blocks), out))
     return sections

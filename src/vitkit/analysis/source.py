@@ -8,13 +8,11 @@ from ..models.vision_transformer import VisionTransformer
 
 def load_for_analysis(source: str) -> tuple[VisionTransformer, str]:
     """The model a source names, and a line saying where its weights came from."""
-    from ..inference import resolve_checkpoint
+    from ..checkpoints import from_pretrained, resolve_checkpoint
     from ..models import create_model, list_models
 
     path = Path(source)
     if path.exists():
-        from ..checkpoints import from_pretrained
-
         checkpoint = resolve_checkpoint(path)
         return from_pretrained(checkpoint), f"weights: {checkpoint}"
     if source in list_models():

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..models import Preprocess
+from ..preprocess import INCEPTION_MEAN, INCEPTION_STD, Preprocess
 from .io import CheckpointError, pick_state_dict, read_json, read_tensors
 from .mapping import Converted, fuse_linears, key_prefixes, mlp_ratio_for, rename_keys
 
@@ -34,6 +34,7 @@ ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "ge
 REQUIRED = {"hidden_size": "embed_dim", "num_hidden_layers": "depth", "num_attention_heads": "num_heads",
             "image_size": "img_size", "patch_size": "patch_size"}
 PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+HF_DEFAULT_PREPROCESS = Preprocess(mean=INCEPTION_MEAN, std=INCEPTION_STD, interpolation="bilinear", crop_pct=1.0)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
@@ -61,7 +62,10 @@ def convert_hf(folder: Path, config: dict[str, Any]) -> Converted:
         raise CheckpointError("the checkpoint has both a pooler and a classifier; transformers' ViT classifier "
                               "reads the class token, not the pooler, which vitkit cannot express")
     fields = _config_fields(config, sd)
-    converted = Converted("hf", sd, fields, notes=notes, preprocess=read_preprocessor(folder))
+    preprocess, origin = read_preprocessor(folder), f"{folder.name}/preprocessor_config.json"
+    if preprocess is None:  # transformers' ViTImageProcessor defaults: mean = std = 0.5, bilinear, no crop
+        preprocess, origin = HF_DEFAULT_PREPROCESS, "not recorded: Hugging Face ViT's default, mean = std = 0.5"
+    converted = Converted("hf", sd, fields, notes=notes, preprocess=preprocess, preprocess_origin=origin)
     converted.class_names = _class_names(config, fields["num_classes"])
     return converted
 

@@ -22,6 +22,31 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded as asked; the message says what is wrong and what to do."""
 
 
+class MissingFieldsError(CheckpointError):
+    """The file does not record these config fields, and nothing else supplied them; `reasons` says why, per field."""
+
+    def __init__(self, reasons: dict[str, str], message: str) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.reasons)
+
+
+class ConflictError(CheckpointError):
+    """A preset or a field passed contradicts the checkpoint's tensors: `values` maps each field to (file, other);
+    `preset` names the preset that disagrees (None: the fields passed do)."""
+
+    def __init__(self, values: dict[str, tuple[Any, Any]], message: str, preset: str | None = None) -> None:
+        super().__init__(message)
+        self.values, self.preset = values, preset
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.values)
+
+
 def read_tensors(path: Path) -> Any:
     """The object stored in a checkpoint file (safetensors or torch.save), built without running its code."""
     if not path.is_file():

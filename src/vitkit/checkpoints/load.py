@@ -9,21 +9,22 @@ from typing import Any
 
 import torch
 
-from ..models import Preprocess, ViTConfig, VisionTransformer, get_preset
+from ..models import ViTConfig, VisionTransformer, get_preset, list_models
+from ..preprocess import Preprocess
 from ..models.config import check_fields
-from .io import CheckpointError
+from .io import CheckpointError, ConflictError, MissingFieldsError
 from .mapping import Converted
 from .sources import convert_source
 
 log = logging.getLogger("vitkit.checkpoints")
 
-# Fields the tensors decide: a preset that disagrees on one of them describes another architecture.
-STRUCTURAL = ("embed_dim", "depth", "patch_size", "in_chans", "mlp_ratio", "num_heads", "class_token",
+# Fields the tensors decide: a preset or an override that disagrees on one of them describes another architecture.
+STRUCTURAL = ("embed_dim", "depth", "patch_size", "mlp_ratio", "num_heads", "class_token",
               "num_class_tokens", "dist_token", "reg_tokens", "reg_position", "qkv_bias", "proj_bias", "mlp_bias",
               "qk_norm", "norm", "mlp", "mlp_norm", "fc_norm", "representation_size", "init_values", "pos_embed",
               "no_embed_class", "rope")
-# Fields that adapt a loaded model (new head, resampled positions) rather than describe the checkpoint.
-ADAPTABLE = ("num_classes", "img_size")
+# Fields that adapt a loaded model (new head, resampled positions, folded patch embedding) rather than describe it.
+ADAPTABLE = ("num_classes", "img_size", "in_chans")
 MISSING_HINTS = {
     "num_heads": "the file does not record the number of attention heads (e.g. 3 for ViT-Ti, 6 for ViT-S, "
                  "12 for ViT-B, 16 for ViT-L)",
@@ -45,6 +46,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
+    preprocess_origin: str = ""
 
     @property
     def skipped(self) -> bool:
@@ -84,15 +86,19 @@ def load_checkpoint(source: str | os.PathLike, model: str | ViTConfig | None = N
     check_fields(ViTConfig, overrides)
     converted = convert_source(source, use_ema=use_ema)
     base, preset_name = _base(model, converted)
-    vit = VisionTransformer(build_config(converted, base, preset_name, overrides, str(source)))
+    if base is None and "num_heads" in converted.required and "num_heads" not in overrides:
+        base, preset_name = _preset_with_same_shapes(converted)
+    vit = VisionTransformer(build_config(converted, base, preset_name, overrides, str(source), strict))
     missing, unexpected, mismatched = load_weights(vit, converted.state_dict, strict)
-    _attach_metadata(vit, converted, preset_name)
+    origin = _attach_metadata(vit, converted, preset_name)
     if missing:
         converted.notes.append("strict=False: the model's tensors missing from the checkpoint keep their fresh "
                                "initialisation")
     adapted = adapt(vit, converted, overrides)
+    if vit.cfg.in_chans != converted.fields["in_chans"]:
+        origin += "; folded into the patch projection by the channel change, so the model takes [0, 1] pixels"
     return vit, LoadReport(str(source), converted.format, vit.cfg, converted.notes, missing, unexpected,
-                           mismatched, adapted)
+                           mismatched, adapted, origin)
 
 
 def _base(model: str | ViTConfig | None, converted: Converted) -> tuple[ViTConfig | None, str | None]:
@@ -107,17 +113,36 @@ def _base(model: str | ViTConfig | None, converted: Converted) -> tuple[ViTConfi
     return get_preset(name).config, name
 
 
+def _preset_with_same_shapes(converted: Converted) -> tuple[ViTConfig | None, str | None]:
+    """The preset whose architecture the tensors describe, when the file does not record the head count (timm).
+
+    Presets that differ only in what the tensors cannot show (input size, dropout) count as one; presets that
+    disagree on num_heads leave the choice to the user."""
+    matches = [name for name in list_models() if not _conflicts(converted.fields, get_preset(name).config.to_dict())]
+    heads = {get_preset(name).config.num_heads for name in matches}
+    if len(heads) != 1:
+        return None, None
+    name = matches[0]
+    converted.notes.append(f"num_heads={heads.pop()} from the preset with the same tensor shapes "
+                           f"({', '.join(matches) if len(matches) <= 3 else name + f' and {len(matches) - 1} more'})")
+    return get_preset(name).config, name
+
+
 def build_config(converted: Converted, base: ViTConfig | None, base_name: str | None,
-                 overrides: dict[str, Any], source: str) -> ViTConfig:
+                 overrides: dict[str, Any], source: str, strict: bool = True) -> ViTConfig:
     """defaults < preset < facts from the file < overrides; adaptable fields wait until after loading."""
     base_values = base.to_dict() if base is not None else {}
     if base is not None:
-        _check_conflicts(converted.fields, base_values, f"preset {base_name!r}" if base_name else "the model= config")
+        _check_conflicts(converted.fields, base_values, f"preset {base_name!r}" if base_name else "the model= config",
+                         base_name or "the model= config")
+    if strict:  # strict=False may build another architecture on purpose and load the tensors that fit
+        _check_conflicts(converted.fields, overrides, "the fields passed")
     needed = list(converted.required) + (["img_size"] if "img_size" not in converted.fields else [])
     missing = [name for name in needed if name not in converted.fields and name not in base_values
                and name not in overrides]
     if missing:
-        raise CheckpointError(_missing_message(missing, source))
+        raise MissingFieldsError({name: MISSING_HINTS.get(name, "not recorded in the file") for name in missing},
+                                 _missing_message(missing, source))
     values = {**converted.defaults, **base_values, **converted.fields}
     if base_values.get("init_values") and converted.fields.get("init_values"):
         values["init_values"] = base_values["init_values"]
@@ -125,13 +150,18 @@ def build_config(converted: Converted, base: ViTConfig | None, base_name: str | 
     return ViTConfig.from_dict(values)
 
 
-def _check_conflicts(facts: dict[str, Any], base: dict[str, Any], label: str) -> None:
-    differences = [f"{name}: checkpoint {facts[name]!r}, {label} {base[name]!r}" for name in STRUCTURAL
-                   if name in facts and name in base and not _same(name, facts, base)]
+def _check_conflicts(facts: dict[str, Any], base: dict[str, Any], label: str, preset: str | None = None) -> None:
+    differences = [f"{name}: checkpoint {facts[name]!r}, {label} {base[name]!r}" for name in _conflicts(facts, base)]
     if differences:
-        raise CheckpointError(f"the checkpoint does not match {label} ({'; '.join(differences)}). Pass the preset "
-                              "the checkpoint was trained as, or leave model= out and pass the fields the file "
-                              "does not record (e.g. num_heads=)")
+        raise ConflictError({name: (facts[name], base[name]) for name in _conflicts(facts, base)},
+                            f"the checkpoint does not match {label} ({'; '.join(differences)}). Pass the preset "
+                            "the checkpoint was trained as, or leave model= out and pass only the fields the file "
+                            "does not record (e.g. num_heads=)", preset)
+
+
+def _conflicts(facts: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """The structural fields on which a config contradicts what the checkpoint's tensors say."""
+    return [name for name in STRUCTURAL if name in facts and name in other and not _same(name, facts, other)]
 
 
 def _same(name: str, facts: dict[str, Any], base: dict[str, Any]) -> bool:
@@ -186,19 +216,22 @@ def key_problems(missing: list[str], unexpected: list[str],
     return "\n".join(lines)
 
 
-def _attach_metadata(vit: VisionTransformer, converted: Converted, preset_name: str | None) -> None:
-    """Preset name, preprocessing and class names: the file's own first, then the preset's."""
+def _attach_metadata(vit: VisionTransformer, converted: Converted, preset_name: str | None) -> str:
+    """Preset name, preprocessing and class names: the file's own first, then the preset's, then the family's
+    convention; returns where the preprocessing came from."""
     vit.preset_name = converted.preset or preset_name
+    vit.class_names = list(converted.class_names) if converted.class_names is not None else None
     if converted.preprocess is not None:
         vit.preprocess = converted.preprocess
-    elif preset_name is not None:
+        return converted.preprocess_origin or "recorded in the checkpoint"
+    if preset_name is not None:
         vit.preprocess = get_preset(preset_name).preprocess
-    else:
-        vit.preprocess = Preprocess()
-        converted.notes.append("preprocessing is not recorded in the file: vitkit's defaults are set "
-                               "(ImageNet mean/std, bicubic, crop 0.875); assign model.preprocess if it was "
-                               "trained otherwise")
-    vit.class_names = list(converted.class_names) if converted.class_names is not None else None
+        return f"the default of preset {preset_name}"
+    vit.preprocess = Preprocess()
+    converted.notes.append("preprocessing is not recorded in the file: vitkit's defaults are set "
+                           "(ImageNet mean/std, bicubic, crop 0.875); assign model.preprocess if it was "
+                           "trained otherwise")
+    return "not recorded: ImageNet mean/std, timm's default"
 
 
 def adapt(vit: VisionTransformer, converted: Converted, overrides: dict[str, Any]) -> list[str]:
@@ -212,12 +245,50 @@ def adapt(vit: VisionTransformer, converted: Converted, overrides: dict[str, Any
         done.append(f"head replaced: the checkpoint has {old} classes; the new {classes}-class head is "
                     "zero-initialised (fine-tune it before use)" if classes else
                     f"head removed: the checkpoint's {old}-class head is dropped (num_classes=0)")
+    chans = overrides.get("in_chans")
+    if chans is not None and chans != vit.cfg.in_chans:
+        done.append(_adapt_channels(vit, chans))
     size = overrides.get("img_size")
     if "img_size" in converted.fields and size is not None:
         size = (size, size) if isinstance(size, int) else tuple(size)
         if size != vit.cfg.img_size:
             done.append(_resize(vit, size))
     return done
+
+
+# pixel_old = MIXING[(old, new)] @ pixel_new: gray replicated to RGB, or RGB to gray as PIL's "L" mode (ITU-R 601-2)
+CHANNEL_MIXING = {(3, 1): ((1.0,), (1.0,), (1.0,)), (1, 3): ((0.299, 0.587, 0.114),)}
+
+
+def _adapt_channels(vit: VisionTransformer, in_chans: int) -> str:
+    """Folds the channel mapping and the checkpoint's normalisation into the patch projection, so that raw [0, 1]
+    pixels of the new channel count give what the checkpoint gave on the mapped, normalised image."""
+    old = vit.cfg.in_chans
+    if (old, in_chans) not in CHANNEL_MIXING:
+        raise CheckpointError(f"in_chans={in_chans}: the checkpoint takes {old} channels, and vitkit adapts between "
+                              "1 (gray) and 3 (RGB) channels only; convert the images instead")
+    if vit.backbone is not None:
+        raise CheckpointError(f"in_chans={in_chans}: this checkpoint starts with a ResNet or convolutional stem, "
+                              "whose padded first convolution cannot take the normalisation in exactly; pass "
+                              f"in_chans={old} and give it {old}-channel images")
+    proj, pre = vit.patch_embed.proj, vit.preprocess.for_channels(old)
+    mean = torch.tensor(pre.mean, dtype=torch.float64)
+    std = torch.tensor(pre.std, dtype=torch.float64)
+    mixing = torch.tensor(CHANNEL_MIXING[(old, in_chans)], dtype=torch.float64)  # [old, new]
+    weight = proj.weight.detach().double() / std.view(1, -1, 1, 1)  # W_c / s_c
+    bias = proj.bias.detach().double() if proj.bias is not None else torch.zeros(proj.out_channels, dtype=torch.float64)
+    bias = bias - (weight * mean.view(1, -1, 1, 1)).sum((1, 2, 3))  # - sum_c m_c / s_c * sum(W_c)
+    vit.set_patch_projection(torch.einsum("dchw,cn->dnhw", weight, mixing).float(), bias.float())
+    vit.preprocess = Preprocess(mean=(0.0,) * in_chans, std=(1.0,) * in_chans, interpolation=pre.interpolation,
+                                crop_pct=pre.crop_pct)
+    what = "gray replicated to RGB" if old == 3 else "RGB converted to gray (0.299 R + 0.587 G + 0.114 B)"
+    return (f"input channels adapted from {old} to {in_chans}: the patch projection now equals the checkpoint's on "
+            f"{what} normalised with its mean {_rounded(pre.mean)} / std {_rounded(pre.std)} (folded in; the model "
+            "takes [0, 1] pixels, mean 0 / std 1)")
+
+
+def _rounded(values: tuple[float, ...]) -> list[float]:
+    return [round(v, 4) for v in values]
 
 
 def _resize(vit: VisionTransformer, size: tuple[int, int]) -> str:

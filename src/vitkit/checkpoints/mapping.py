@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..models import Preprocess
+from ..preprocess import Preprocess
 from .io import CheckpointError
 
 BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
@@ -31,6 +31,7 @@ class Converted:
     required: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     preprocess: Preprocess | None = None
+    preprocess_origin: str = ""
     preset: str | None = None
     base_preset: str | None = None
     class_names: list[str] | None = None

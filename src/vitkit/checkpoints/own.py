@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..export.quantize import is_int8
-from ..models import Preprocess, ViTConfig, VisionTransformer
+from ..models import ViTConfig, VisionTransformer
+from ..preprocess import Preprocess
 from ..report import write_json
 from .io import CheckpointError
 from .mapping import Converted
@@ -90,4 +91,5 @@ def convert_own(description: dict[str, Any], state_dict: dict[str, torch.Tensor]
                                if k in ("mean", "std", "interpolation", "crop_pct")})
     notes = [f"vitkit format v{version}" + (f", preset {description['preset']}" if description.get("preset") else "")]
     return Converted("vitkit", state_dict, config.to_dict(), notes=notes, preprocess=preprocess,
+                     preprocess_origin=f"recorded in {where.name}",
                      preset=description.get("preset"), class_names=description.get("class_names"))

@@ -57,6 +57,7 @@ def _convert_timm_hub(folder: Path, config: dict, use_ema: bool) -> Converted:
     fields, preprocess, architecture = timm_hub_config(config)
     converted.fields.update(fields)
     converted.preprocess = preprocess
+    converted.preprocess_origin = f"pretrained_cfg in {folder.name}/config.json"
     if architecture in list_models():
         converted.base_preset = architecture
     converted.notes.append(f"timm hub config: architecture {architecture!r}"

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..layers.pooling import POOLS
-from ..models import Preprocess
+from ..preprocess import Preprocess
 from .io import CheckpointError
 from .mapping import (Converted, fuse_linears, key_prefixes, read_layout, read_positions, rename_keys,
                       require)

@@ -6,6 +6,7 @@ import re
 import torch
 
 from ..layers import rope_frequencies
+from ..preprocess import Preprocess
 from .io import CheckpointError
 from .mapping import Converted, read_layout, read_positions, rename_keys
 
@@ -45,7 +46,8 @@ def convert_vit5(sd: dict[str, torch.Tensor]) -> Converted:
     fields["no_embed_class"] = True
     defaults = {"norm_eps": 1e-6, "mlp": "gelu", "global_pool": "token", "drop_path_schedule": "constant",
                 "weight_init": "vit5"}
-    return Converted("vit5", sd, fields, defaults, (), notes)
+    return Converted("vit5", sd, fields, defaults, (), notes, preprocess=Preprocess(),
+                     preprocess_origin="not recorded: ImageNet mean/std, the official ViT-5 training recipe's")
 
 
 def _take_rope_buffers(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from ..preprocess import Preprocess
 from .base import TensorImageDataset
 from .config import AugmentConfig
 from .folder import ImageFolderDataset
@@ -35,8 +36,10 @@ def build_loader(dataset: TensorImageDataset | ImageFolderDataset, batch_size: i
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     in_chans = dataset.num_channels if in_chans is None else in_chans
     if mean is None or std is None:
-        repeat = in_chans // len(dataset.mean) if len(dataset.mean) == 1 else 1
-        mean, std = tuple(dataset.mean) * repeat, tuple(dataset.std) * repeat
+        stats = Preprocess(tuple(dataset.mean), tuple(dataset.std))
+        if len(dataset.mean) == 1:  # gray statistics serve any channel count; an RGB set's must match (checked later)
+            stats = stats.for_channels(in_chans)
+        mean, std = stats.mean, stats.std
     if train:
         transform = TrainTransform(augment, size, dataset.image_size, mean, std, in_chans, cropped=folder)
     else:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..models.config import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .decode import IMAGE_EXTENSIONS, is_image_file, load_rgb
 
 EVAL_FOLDERS = ("val", "test", "validation")

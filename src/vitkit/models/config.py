@@ -12,21 +12,6 @@ from ..layers.norm import NORMS
 from ..layers.pooling import POOLS
 from ..layers.pos_embed import POS_EMBEDS
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How images must be prepared for a model: the eval resize/crop and the normalisation."""
-
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
-
-
 WEIGHT_INITS = ("timm", "jax", "vit5")
 BACKBONES = ("resnet50",)
 REG_POSITIONS = ("prefix", "suffix")

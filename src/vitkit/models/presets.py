@@ -6,7 +6,8 @@ register tokens) as the official ViT-5 code does.
 """
 from __future__ import annotations
 
-from .config import CIFAR10_MEAN, CIFAR10_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocess, ViTConfig
+from ..preprocess import CIFAR10_MEAN, CIFAR10_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocess
+from .config import ViTConfig
 from .registry import register
 
 # The paper's Table 1 plus the DeiT sizes: (embed_dim, depth, num_heads).

@@ -6,7 +6,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Preprocess, ViTConfig
+from ..preprocess import Preprocess
+from .config import ViTConfig
 from .vision_transformer import VisionTransformer
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import (Block, ConvStem, PatchDropout, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias,
                       drop_path_rates, make_norm, resample_pos_embed, rope_angles, rope_tables, sincos_2d)
-from .config import Preprocess, ViTConfig
+from ..preprocess import Preprocess
+from .config import ViTConfig
 from .resnet import ResNetStem
 
 
@@ -304,6 +305,24 @@ class VisionTransformer(nn.Module):
         device = self.patch_embed.proj.weight.device
         self._build_position_buffers()
         self.to(device)
+
+    def set_patch_projection(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """A new patch projection, possibly for another number of input channels (weight [D, C, p, p])."""
+        if self.backbone is not None:
+            raise ValueError("the input channels of a model with a ResNet or convolutional stem cannot be changed "
+                             "here: its first layer is not the patch projection")
+        proj = self.patch_embed.proj
+        if weight.shape[0] != proj.out_channels or tuple(weight.shape[2:]) != tuple(proj.kernel_size):
+            raise ValueError(f"patch projection weight {list(weight.shape)} does not fit [{proj.out_channels}, C, "
+                             f"{proj.kernel_size[0]}, {proj.kernel_size[1]}]")
+        new = nn.Conv2d(weight.shape[1], proj.out_channels, proj.kernel_size, proj.stride, bias=bias is not None)
+        with torch.no_grad():
+            new.weight.copy_(weight)
+            if bias is not None:
+                new.bias.copy_(bias)
+        self.patch_embed.proj = new.to(proj.weight.device, proj.weight.dtype)
+        self.patch_embed.in_chans = weight.shape[1]
+        self.cfg = self.cfg.replace(in_chans=weight.shape[1])
 
     def set_prompt_tokens(self, num_tokens: int, deep: bool = False) -> None:
         """Visual prompt tuning: adds fresh learnable prompt tokens (deep: one set per block); 0 removes them."""

@@ -14,6 +14,7 @@ from .losses import LOSSES
 from .optim import OPTIMIZERS
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_UNSET = object()
 # The defaults are the built-in recipe `vitkit train` runs with no argument: a small ViT on 8x8 digits.
 DIGITS_MODEL = {"name": "vit_cifar_patch4_32", "img_size": 8, "patch_size": 2, "embed_dim": 128, "depth": 4,
                 "num_heads": 4}
@@ -113,7 +114,7 @@ class TrainConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{key}={value!r} is not one of {allowed}")
-        if "name" not in self.model:
+        if "name" not in self.model and not self.finetune.init_from:
             raise ValueError("model.name is required (a preset, e.g. vit_cifar_patch4_32; see `vitkit models`)")
         check_fields(ViTConfig, {k: v for k, v in self.model.items() if k != "name"})
         if min(self.optim.accum_steps, self.data.batch_size, self.schedule.epochs, self.eval_every_epochs) < 1:
@@ -140,6 +141,22 @@ class TrainConfig:
         if any(not 0.0 <= rate < 1.0 for _, rate in stages):
             raise ValueError(f"schedule.patch_drop_stages rates {[rate for _, rate in stages]} must lie in [0, 1): "
                              "the share of patches dropped (0 keeps every patch)")
+
+
+def stated_model_fields(config: TrainConfig | dict[str, Any] | str | os.PathLike | None = None,
+                        overrides: list[str] | dict[str, Any] | None = None) -> set[str]:
+    """The model fields the user chose, in a recipe file or dict or as overrides (a TrainConfig object: those that
+    differ from the built-in recipe); with finetune.init_from only these may contradict the checkpoint."""
+    if isinstance(config, TrainConfig):
+        section = {k: v for k, v in config.model.items() if DIGITS_MODEL.get(k, _UNSET) != v}
+    elif isinstance(config, dict):
+        section = config.get("model")
+    elif config is not None:
+        section = load_yaml(config).get("model")
+    else:
+        section = {}
+    extra = (parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}).get("model")
+    return {k for part in (section, extra) if isinstance(part, dict) for k in part}
 
 
 def resolve_config(config: TrainConfig | dict[str, Any] | str | os.PathLike | None = None,

@@ -77,8 +77,7 @@ class DistillationLoss:
 
 def load_teacher(dc: DistillConfig, num_classes: int, in_chans: int, device: torch.device) -> nn.Module:
     """The teacher in eval mode with gradients off; its classes and input channels must be the student's."""
-    from ..checkpoints import from_pretrained
-    from ..inference import resolve_checkpoint
+    from ..checkpoints import from_pretrained, resolve_checkpoint
     from ..models import create_model, list_models
 
     if dc.teacher in list_models():

@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import load_checkpoint
-from ..checkpoints.io import CheckpointError
-from ..checkpoints.load import STRUCTURAL
-from ..models import get_preset
+from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
+from ..models import ViTConfig, get_preset
 
 MODES = ("full", "linear", "prompt")
+# Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
+RUN_CHOICES = ("img_size", "drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate", "drop_path_rate",
+               "drop_path_schedule", "patch_drop_rate")
 HEADS = ("head.", "head_dist.")
 
 
@@ -45,26 +46,59 @@ class FinetuneConfig:
                              f"number of epochs per stage, got mode={self.mode!r}, unfreeze_every={self.unfreeze_every}")
 
 
-def load_for_finetuning(ft: FinetuneConfig, model_section: dict[str, Any], num_classes: int,
+def load_for_finetuning(ft: FinetuneConfig, section: dict[str, Any], stated: set[str], num_classes: int,
                         in_chans: int) -> tuple[nn.Module, list[str]]:
-    """The checkpoint as the requested model: architecture checked, new zero-initialised head, resampled positions."""
-    from ..inference import resolve_checkpoint
+    """The checkpoint with its own architecture, this run's classes (a new zero-initialised head), input size and
+    channels, and the run's regularisation; log lines say what the checkpoint replaced and adapted.
 
-    fields = {k: v for k, v in model_section.items() if k != "name"}
-    fields.setdefault("in_chans", in_chans)
-    requested = get_preset(model_section["name"]).config.replace(**fields)  # checks img_size against the patch
-    settings = {k: v for k, v in fields.items() if k not in STRUCTURAL}  # e.g. drop_path_rate: the run's choice
-    settings.update(num_classes=num_classes, img_size=requested.img_size)
+    `stated` names the model fields the user chose (command line or --config recipe): those that contradict the
+    checkpoint are errors; the built-in recipe's other fields give way to the checkpoint's.
+    """
+    fields = {k: v for k, v in section.items() if k != "name"}
+    choices = {k: v for k, v in fields.items() if k in RUN_CHOICES and (k != "img_size" or k in stated)}
+    given = {k: v for k, v in fields.items() if k in stated and k not in RUN_CHOICES}
+    given.setdefault("in_chans", in_chans)
     source = resolve_checkpoint(ft.init_from)
+    where = f"finetune.init_from={ft.init_from}"
+    # a model.name the user chose describes the checkpoint together with the fields given beside it
+    described = get_preset(section["name"]).config.replace(**given) if "name" in stated else None
     try:
-        model, report = load_checkpoint(source, model=requested.replace(num_classes=num_classes),
-                                        use_ema=ft.use_ema, **settings)
+        model, report = load_checkpoint(source, model=described, use_ema=ft.use_ema, num_classes=num_classes,
+                                        **given, **choices)
+    except MissingFieldsError as error:
+        needed = " ".join(f"model.{name}=..." for name in error.fields)
+        why = "; ".join(f"{name}: {reason}" for name, reason in error.reasons.items())
+        raise ValueError(f"{where}: the checkpoint does not say {' or '.join(error.fields)} and no preset with its "
+                         f"shapes does; pass {needed} (why: {why})") from None
+    except ConflictError as error:
+        named = ", ".join(f"{name}={given!r} (the checkpoint has {found!r})"
+                          for name, (found, given) in error.values.items())
+        if error.preset:
+            raise ValueError(f"{where}: model.name={section['name']} (with the model fields given) describes another "
+                             f"architecture: {named}; drop model.name and those fields: with --init-from the "
+                             "architecture is the checkpoint's") from None
+        raise ValueError(f"{where}: model.{named.replace(', ', ', model.')}: with --init-from the architecture is "
+                         f"the checkpoint's; drop {'this field' if len(error.values) == 1 else 'these fields'} or "
+                         "fine-tune another checkpoint") from None
     except CheckpointError as error:
-        raise ValueError(f"finetune.init_from={ft.init_from}: {error}. The model section (model.name plus its "
-                         "fields) must describe the checkpoint's architecture; set model.name to the preset it was "
-                         "trained as and model.<field>=... for what differs") from None
-    notes = [f"fine-tuning from {source} ({report.format}{', EMA weights' if ft.use_ema else ''})"]
+        raise ValueError(f"{where}: {error}") from None
+    trained = model.cfg.to_dict()
+    replaced = {k: v for k, v in fields.items() if k not in stated and k not in RUN_CHOICES and k != "in_chans"
+                and (list(v) if isinstance(v, tuple) else v) != trained[k]}
+    notes = [f"fine-tuning from {source} ({report.format}{', EMA weights' if ft.use_ema else ''}), with its "
+             f"architecture: {_architecture(model.cfg)}"]
+    if replaced:
+        notes.append("the recipe's model fields give way to the checkpoint's: " + ", ".join(
+            f"{k} {v!r} -> {trained[k]!r}" for k, v in replaced.items()))
+    pre = model.preprocess
+    notes.append(f"normalising with the checkpoint's preprocessing: mean {list(pre.mean)}, std {list(pre.std)} "
+                 f"({report.preprocess_origin})")
     return model, notes + report.adapted
+
+
+def _architecture(cfg: ViTConfig) -> str:
+    return (f"embed_dim {cfg.embed_dim}, depth {cfg.depth}, num_heads {cfg.num_heads}, patch_size {cfg.patch_size}, "
+            f"img_size {cfg.img_size[0]}x{cfg.img_size[1]}, in_chans {cfg.in_chans}")
 
 
 def apply_mode(model: nn.Module, ft: FinetuneConfig) -> list[str]:

@@ -19,9 +19,11 @@ from tqdm import tqdm
 from ..config import to_dict
 from ..data import build_dataset, build_loader
 from ..hardware import has_native_bf16
-from ..models import Preprocess, create_model
+from ..checkpoints import from_pretrained
+from ..models import create_model, get_preset, list_models
+from ..preprocess import Preprocess
 from ..report import write_json
-from .config import TrainConfig, resolve_config
+from .config import TrainConfig, resolve_config, stated_model_fields
 from .distill import build_criterion
 from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
                           load_optimizer_state, optimizer_state, wrap_model)
@@ -73,14 +75,21 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
     num_classes = len(train_set.classes)
 
-    # model: fresh, or loaded from finetune.init_from (new head, resampled positions), then frozen as the mode says
-    if cfg.finetune.init_from:
-        model, model_notes = load_for_finetuning(cfg.finetune, cfg.model, num_classes, train_set.num_channels)
+    # model: as the run's last checkpoint describes it (resume), the checkpoint's own architecture with this run's
+    # classes, size and channels (finetune.init_from; config.yaml then records it), or fresh from the model section;
+    # then frozen as the mode says. Data is normalised as the weights expect: the checkpoint's way, else the data's.
+    if resume:
+        model, model_notes = resumed_model(Path(cfg.output_dir) / run_name(cfg)), []
+    elif cfg.finetune.init_from:
+        model, model_notes = load_for_finetuning(cfg.finetune, cfg.model, stated_model_fields(config, overrides),
+                                                 num_classes, train_set.num_channels)
+        cfg.model = model_section(model, cfg.model.get("name"))
     else:
         model, model_notes = build_model(cfg, num_classes, train_set.num_channels), []
     model_notes += apply_mode(model, cfg.finetune)
-    model.preprocess = Preprocess(mean=tuple(train_set.mean), std=tuple(train_set.std), interpolation="bicubic",
-                                  crop_pct=cfg.data.augment.crop_pct)
+    stats = (model.preprocess if resume or cfg.finetune.init_from
+             else Preprocess(tuple(train_set.mean), tuple(train_set.std))).for_channels(model.cfg.in_chans)
+    model.preprocess = Preprocess(stats.mean, stats.std, interpolation="bicubic", crop_pct=cfg.data.augment.crop_pct)
     model.class_names = list(train_set.classes)
     model.to(device)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
@@ -94,11 +103,11 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
                                 img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
                                 num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                                in_chans=model.cfg.in_chans)
+                                in_chans=model.cfg.in_chans, mean=stats.mean, std=stats.std)
     test_loader = build_loader(test_set, batch_size=cfg.data.eval_batch_size, train=False, augment=cfg.data.augment,
                                img_size=img_size, device=device, seed=cfg.seed, drop_last=False,
                                num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                               in_chans=model.cfg.in_chans)
+                               in_chans=model.cfg.in_chans, mean=stats.mean, std=stats.std)
     steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
     if steps_per_epoch == 0:
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
@@ -107,7 +116,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     budget = cfg.schedule.time_budget_minutes * 60 if cfg.schedule.time_budget_minutes else None  # seconds
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
-    run_dir = Path(cfg.output_dir) / (cfg.name or default_run_name(cfg))
+    run_dir = Path(cfg.output_dir) / run_name(cfg, model)
     log = RunLog(run_dir, enabled=ctx.is_main, tensorboard=cfg.logging.tensorboard)
     progress = {"epoch": 0, "step": 0, "batch": 0, "seconds": 0.0, "best": None, "best_epoch": None}
 
@@ -130,7 +139,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         run_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log.text(f"training {model.preset_name} ({sum(p.numel() for p in model.parameters()):,} params) on "
+    log.text(f"training {model.preset_name or 'the checkpoint'} ({sum(p.numel() for p in model.parameters()):,} params) on "
              f"{cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {num_classes} classes; "
              f"device {device}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
              f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs"
@@ -307,6 +316,23 @@ def mean_over_ranks(value: torch.Tensor, ctx: DistContext) -> float:
     return all_reduce_sum(value.float().clone(), ctx).item() / ctx.world_size
 
 
+def resumed_model(run_dir: Path) -> torch.nn.Module:
+    """The model the run's last checkpoint describes (its weights load again with the training state, after the
+    fine-tuning mode has added what it adds): neither the recipe nor finetune.init_from is needed to resume."""
+    checkpoint = run_dir / "checkpoints" / "last"
+    if not checkpoint.exists():
+        raise ValueError(f"nothing to resume: {checkpoint} does not exist (start without --resume)")
+    return from_pretrained(checkpoint.resolve())
+
+
+def model_section(model: torch.nn.Module, recipe_name: str | None) -> dict[str, Any]:
+    """The model trained, as a model section: its preset (else the recipe's) plus the fields that differ from it."""
+    name = model.preset_name if model.preset_name in list_models() else recipe_name
+    base = get_preset(name).config.to_dict() if name else {}
+    fields = {k: v for k, v in model.cfg.to_dict().items() if k != "num_classes" and base.get(k) != v}
+    return {"name": name, **fields} if name else fields
+
+
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
     """The preset with the config's overrides; the dataset decides classes and (unless set) input channels."""
     overrides = {k: v for k, v in cfg.model.items() if k != "name"}
@@ -395,9 +421,15 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]
 
 
-def default_run_name(cfg: TrainConfig) -> str:
+def run_name(cfg: TrainConfig, model: torch.nn.Module | None = None) -> str:
+    """name=, or dataset-model-time for a new run (resuming needs the name)."""
+    if cfg.name:
+        return cfg.name
+    if model is None:
+        raise ValueError("resuming needs the run's name: pass name=<run> (vitkit train --resume RUN_DIR sets it)")
     dataset = cfg.data.dataset.split(":")[0]
-    return f"{dataset}-{cfg.model['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = model.preset_name or Path(cfg.finetune.init_from or "model").stem
+    return f"{dataset}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 class StopRequest:
