@@ -16,6 +16,16 @@ def test_rmsnorm_formula_and_fp32_compute():
     assert norm(x.bfloat16()).dtype == torch.bfloat16
 
 
+def test_rmsnorm_keeps_float64_precision():
+    """fp32 compute is a floor for bf16, not a ceiling: a float64 model (gradcheck, references) must stay float64."""
+    torch.manual_seed(0)
+    norm = RMSNorm(16, eps=1e-6).double()
+    norm.weight.data = torch.randn(16, dtype=torch.float64)
+    x = torch.randn(3, 16, dtype=torch.float64)
+    expected = x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-6) * norm.weight
+    torch.testing.assert_close(norm(x), expected, rtol=0, atol=1e-12)
+
+
 def test_token_groupnorm_equals_groupnorm_applied_to_each_token():
     torch.manual_seed(0)
     norm = TokenGroupNorm(64, eps=1e-6)

@@ -50,7 +50,7 @@ class Attention(nn.Module):
             scores = (q * self.scale) @ k.contiguous().transpose(-2, -1)  # k^T as a view: 1.03-1.04x (below)
             if attn_bias is not None:
                 scores = scores + attn_bias
-            probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
+            probs = scores.softmax(dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
             out = F.dropout(probs, drop) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)

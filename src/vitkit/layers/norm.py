@@ -9,7 +9,7 @@ NORMS = ("layernorm", "rmsnorm", "groupnorm")
 
 
 class RMSNorm(nn.Module):
-    """Weight-only RMS norm computed in float32 so bf16 activations keep their precision."""
+    """Weight-only RMS norm computed in float32 (or wider) so bf16 activations keep their precision."""
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -17,7 +17,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # .float() would round float64 down
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return (normed * self.weight).to(x.dtype)
 
