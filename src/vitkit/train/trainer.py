@@ -210,8 +210,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                    cfg.schedule.warmup_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                model.patch_drop.rate = staged_value(position / steps_per_epoch, model.cfg.patch_drop_rate,
-                                                     cfg.schedule.patch_drop_stages)
+                model.set_patch_drop_rate(staged_value(position / steps_per_epoch, model.cfg.patch_drop_rate,
+                                                       cfg.schedule.patch_drop_stages))
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
                 with gradient_sync(train_model, sync), autocast():
                     loss = criterion(train_model(images), images, targets)
