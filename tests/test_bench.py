@@ -1,8 +1,5 @@
 import json
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -114,42 +111,3 @@ def test_bench_timm_without_timm_says_how_to_get_it(monkeypatch):
 def test_plain_baseline_refuses_architectures_it_does_not_cover():
     with pytest.raises(ValueError, match="rope=True"):
         plain_twin(create_model("vit5_small_patch16_224", img_size=32))
-
-
-def test_pick_threads_leaves_the_busy_cores_alone(monkeypatch):
-    from vitkit.train import trainer
-
-    previous = torch.get_num_threads()
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    try:
-        monkeypatch.setattr(trainer, "busy_cores", lambda: 1.2)
-        assert trainer.pick_threads(torch.device("cpu")) == 3
-        monkeypatch.setattr(trainer, "busy_cores", lambda: 9.0)
-        assert trainer.pick_threads(torch.device("cpu")) == 1
-    finally:
-        torch.set_num_threads(previous)
-
-
-@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads /proc/stat (Linux)")
-def test_busy_cores_sees_a_spinning_process_now():
-    from vitkit.train.trainer import busy_cores
-
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)
-        assert busy_cores() >= 0.6
-    finally:
-        spinner.kill()
-        spinner.wait()
-
-
-def test_busy_cores_falls_back_to_the_load_average_without_proc(monkeypatch):
-    from vitkit.train import trainer
-
-    def no_proc():
-        raise FileNotFoundError("/proc/stat")
-
-    monkeypatch.setattr(trainer, "_cpu_times", no_proc)
-    monkeypatch.setattr("os.getloadavg", lambda: (1.5, 0.0, 0.0))
-    assert trainer.busy_cores() == 1.5

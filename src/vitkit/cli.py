@@ -75,8 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
+    from .hardware import pick_threads
     from .train import TrainingInterrupted, train
-    from .train.trainer import pick_threads
 
     config = args.config
     overrides = list(args.overrides) + (["data.skip_bad_images=true"] if args.skip_bad_images else [])

@@ -64,3 +64,24 @@ def test_eval_sees_every_patch():
     dropping.load_state_dict(plain.state_dict())
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(dropping(images), plain(images))
+
+
+def test_set_patch_drop_rate_changes_how_many_patches_training_keeps():
+    torch.manual_seed(0)
+    model = create_model("vit_cifar_patch4_32", **SMALL).train()  # 16 patches and a class token
+    kept = []
+    model.patch_drop.register_forward_hook(lambda module, args, out: kept.append(out[0].shape[1]))
+    images = torch.randn(2, 3, 32, 32)
+    for rate in (0.75, 0.5, 0.0):
+        model.set_patch_drop_rate(rate)
+        model(images)
+    assert kept == [1 + 4, 1 + 8, 1 + 16]
+    assert model.cfg.patch_drop_rate == 0.0  # the config keeps the rate the model was built with
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5])
+def test_set_patch_drop_rate_refuses_a_rate_outside_0_1_and_keeps_the_old_one(rate):
+    model = create_model("vit_cifar_patch4_32", **SMALL, patch_drop_rate=0.5)
+    with pytest.raises(ValueError, match=rf"patch_drop_rate must be in \[0, 1\), got {rate}"):
+        model.set_patch_drop_rate(rate)
+    assert model.patch_drop.rate == 0.5

@@ -43,11 +43,33 @@ def test_papers_table_1(name, millions):
 def test_every_preset_builds_on_meta_and_is_listed():
     names = list_models()
     assert {"vit_huge_patch14_224", "vit_large_patch16_384", "deit_small_distilled_patch16_224",
-            "vit5_large_patch16_224", "vit5seed_small_patch16_224", "vit_cifar_seed_patch8_32",
+            "vit5_large_patch16_224", "vit5gated_small_patch16_224", "vit_cifar_seed_patch8_32",
             "vit_base_r50_s16_224"} <= set(names)
     for name in names:
         assert meta_params(name) > 0
     assert list_models("vit5_*") == ["vit5_base_patch16_224", "vit5_large_patch16_224", "vit5_small_patch16_224"]
+
+
+@pytest.mark.parametrize("size", ["small", "base"])
+def test_old_vit5seed_names_build_the_gated_preset_and_are_not_listed(size):
+    with torch.device("meta"):
+        old = create_model(f"vit5seed_{size}_patch16_224", num_classes=10)
+        new = create_model(f"vit5gated_{size}_patch16_224", num_classes=10)
+    assert old.cfg == new.cfg and old.preprocess == new.preprocess
+    assert old.preset_name == new.preset_name == f"vit5gated_{size}_patch16_224"
+    assert list_models("vit5seed_*") == []
+    assert list_models("vit5gated_*") == ["vit5gated_base_patch16_224", "vit5gated_small_patch16_224"]
+
+
+def test_an_alias_cannot_shadow_or_dangle():
+    from vitkit.models.registry import register_alias
+
+    with pytest.raises(ValueError, match="'vit5seed_small_patch16_224' is already registered"):
+        register_alias("vit5seed_small_patch16_224", "vit5gated_base_patch16_224")
+    with pytest.raises(ValueError, match="'vit_base_patch16_224' is already registered"):
+        register_alias("vit_base_patch16_224", "vit5gated_base_patch16_224")
+    with pytest.raises(ValueError, match="points to 'vit_nope', which is not a registered preset"):
+        register_alias("vit_old_name", "vit_nope")
 
 
 def test_cifar_seed_model_is_the_tutorials_architecture():

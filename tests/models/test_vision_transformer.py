@@ -12,7 +12,7 @@ def tiny(name, **overrides):
 
 
 @pytest.mark.parametrize("name,img", [("vit_base_patch16_224", 64), ("deit_base_distilled_patch16_224", 64),
-                                      ("vit5_base_patch16_224", 64), ("vit5seed_small_patch16_224", 64),
+                                      ("vit5_base_patch16_224", 64), ("vit5gated_small_patch16_224", 64),
                                       ("vit_cifar_seed_patch8_32", 32), ("vit_base_r50_s16_224", 64)])
 def test_every_family_runs_forward_and_backward(name, img):
     model = tiny(name, img_size=img)
@@ -53,9 +53,27 @@ def test_distilled_model_averages_heads_in_eval_and_returns_both_when_training()
 
 
 def test_several_class_tokens_are_averaged():
-    model = tiny("vit5seed_small_patch16_224", img_size=32)
+    model = tiny("vit5gated_small_patch16_224", img_size=32)
     feats = model.forward_features(torch.randn(2, 3, 32, 32))
     torch.testing.assert_close(model.forward_head(feats, pre_logits=True), feats[:, :4].mean(1))
+
+
+def test_set_attention_dtype_makes_every_block_attend_in_that_dtype():
+    model = tiny("vit_base_patch16_224", img_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        model.set_attention_dtype(torch.bfloat16)
+        maps, out = model.get_attention_maps(x), model(x)
+        assert all(m.dtype == torch.bfloat16 for m in maps) and out.dtype == torch.float32
+        torch.testing.assert_close(out, reference, rtol=0, atol=0.05 * reference.abs().max().item())
+        model.set_attention_dtype(None)
+        torch.testing.assert_close(model(x), reference, rtol=0, atol=0)
+
+
+def test_set_attention_dtype_refuses_a_non_float_dtype():
+    with pytest.raises(ValueError, match="floating-point dtype or None, got torch.int8"):
+        tiny("vit_base_patch16_224", img_size=32).set_attention_dtype(torch.int8)
 
 
 def test_rectangular_images():

@@ -10,7 +10,8 @@ from sklearn.model_selection import train_test_split
 
 from vitkit.checkpoints import save_pretrained
 from vitkit.cli import main
-from vitkit.models import Preprocess, ViTConfig, VisionTransformer
+from vitkit.models import ViTConfig, VisionTransformer
+from vitkit.preprocess import Preprocess
 
 # the checkpoint's own normalisation, deliberately not the digits training statistics (eval must use these)
 MEAN, STD = 0.3, 0.4

@@ -9,13 +9,13 @@ from ..models.vision_transformer import VisionTransformer
 def load_for_analysis(source: str) -> tuple[VisionTransformer, str]:
     """The model a source names, and a line saying where its weights came from."""
     from ..checkpoints import from_pretrained, resolve_checkpoint
-    from ..models import create_model, list_models
+    from ..models import create_model, is_preset
 
     path = Path(source)
     if path.exists():
         checkpoint = resolve_checkpoint(path)
         return from_pretrained(checkpoint), f"weights: {checkpoint}"
-    if source in list_models():
+    if is_preset(source):
         return create_model(source), f"weights: none (preset {source} with random initialisation)"
     raise ValueError(f"{source!r} is neither a file or folder nor a preset name; pass a run folder "
                      "(runs/<name>), a checkpoint, or a preset from `vitkit models`")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..models import ViTConfig, VisionTransformer, get_preset, list_models
+from ..models import ViTConfig, VisionTransformer, get_preset, is_preset, list_models
 from ..preprocess import Preprocess
 from ..models.config import check_fields
 from .io import CheckpointError, ConflictError, MissingFieldsError
@@ -219,7 +219,8 @@ def key_problems(missing: list[str], unexpected: list[str],
 def _attach_metadata(vit: VisionTransformer, converted: Converted, preset_name: str | None) -> str:
     """Preset name, preprocessing and class names: the file's own first, then the preset's, then the family's
     convention; returns where the preprocessing came from."""
-    vit.preset_name = converted.preset or preset_name
+    name = converted.preset or preset_name
+    vit.preset_name = get_preset(name).name if name and is_preset(name) else name  # an old preset name: the new one
     vit.class_names = list(converted.class_names) if converted.class_names is not None else None
     if converted.preprocess is not None:
         vit.preprocess = converted.preprocess

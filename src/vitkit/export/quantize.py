@@ -12,6 +12,7 @@ from torch import nn
 
 from ..hardware import has_native_bf16
 from ..layers.mlp import PLAIN_ACTS, Mlp
+from ..models.vision_transformer import VisionTransformer
 
 INT8_MAX = 127
 # The largest |act(h)| over h < 0 (float64 search, rounded up). Each activation here increases for h >= 0, so a row's
@@ -91,13 +92,12 @@ def is_int8(model: nn.Module) -> bool:
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Swaps every linear layer inside the transformer blocks for an Int8Linear (plain MLPs for an Int8Mlp), in place,
     for inference only; on hardware with native bf16 (judged where the model is now) attention computes in bf16."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None:
-        raise TypeError(f"quantize_int8 expects a vitkit VisionTransformer (with .blocks), got {type(model).__name__}")
+    if not isinstance(model, VisionTransformer):
+        raise TypeError(f"quantize_int8 expects a vitkit VisionTransformer, got {type(model).__name__}")
     model.eval()
-    attn_dtype = torch.bfloat16 if has_native_bf16(next(model.parameters()).device) else None
-    for block in blocks:
-        block.attn.compute_dtype = attn_dtype  # ViT-S/16: 1.07x with bf16 attention, logit error unchanged
+    native = has_native_bf16(next(model.parameters()).device)
+    model.set_attention_dtype(torch.bfloat16 if native else None)  # ViT-S/16: 1.07x in bf16, logit error unchanged
+    for block in model.blocks:
         if _bounded_mlp(block.mlp):
             block.mlp = Int8Mlp(block.mlp)
         for name, child in list(block.named_modules()):

@@ -29,7 +29,7 @@ class Attention(nn.Module):
         self.gate = SigmoidGate(dim) if gate else None
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.compute_dtype: torch.dtype | None = None  # q, k, v cast to it (quantize_int8 sets bf16)
+        self.compute_dtype: torch.dtype | None = None  # q, k, v cast to it (the model's set_attention_dtype)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 attn_bias: torch.Tensor | None = None, return_attn: bool = False):

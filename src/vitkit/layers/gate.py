@@ -1,4 +1,4 @@
-"""The seed document's sigmoid gates: a branch output scaled elementwise by sigmoid(Linear(branch input))."""
+"""Sigmoid gates (the gated ViT-5 presets): a branch output scaled elementwise by sigmoid(Linear(branch input))."""
 from __future__ import annotations
 
 import torch

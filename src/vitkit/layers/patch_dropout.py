@@ -15,9 +15,14 @@ class PatchDropout(nn.Module):
 
     def __init__(self, rate: float, num_prefix_tokens: int, num_suffix_tokens: int) -> None:
         super().__init__()
+        self.num_prefix, self.num_suffix = num_prefix_tokens, num_suffix_tokens
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        """The share of patches to drop from now on; a plain attribute, so torch.compile guards on it as before."""
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"patch_drop_rate must be in [0, 1), got {rate}")
-        self.rate, self.num_prefix, self.num_suffix = rate, num_prefix_tokens, num_suffix_tokens
+        self.rate = rate
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 bias: torch.Tensor | None = None):

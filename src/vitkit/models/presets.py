@@ -1,4 +1,4 @@
-"""Named presets: the paper's ViT-Ti/S/B/L/H, DeiT, ViT-5 (official and the seed variant), the CIFAR ViTs, the hybrid.
+"""Named presets: the paper's ViT-Ti/S/B/L/H, DeiT, ViT-5 (official and gated), the CIFAR ViTs, the hybrid.
 
 Initialisation per family: 'timm' (trunc-normal 0.02 linears, zero biases, class token N(0, 1e-6)) for ViT and
 DeiT as timm and the DeiT code build them; 'vit5' (trunc-normal 0.02 for linears, position embedding, class and
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..preprocess import CIFAR10_MEAN, CIFAR10_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocess
 from .config import ViTConfig
-from .registry import register
+from .registry import register, register_alias
 
 # The paper's Table 1 plus the DeiT sizes: (embed_dim, depth, num_heads).
 VIT_SIZES = {
@@ -55,14 +55,15 @@ def _vit5_family() -> None:
         register(f"vit5_{size}_patch16_224",
                  ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, **official), Preprocess(crop_pct=1.0),
                  f"ViT-5-{size[0].upper()} exactly as the official code builds it (Wang et al. 2026)")
-    seed = dict(norm="rmsnorm", qkv_bias=False, mlp="swiglu", mlp_ratio=8 / 3, attn_gate=True, ffn_gate=True,
-                pos_embed="none", rope=True, num_class_tokens=4, global_pool="token", weight_init="vit5")
+    gated = dict(norm="rmsnorm", qkv_bias=False, mlp="swiglu", mlp_ratio=8 / 3, attn_gate=True, ffn_gate=True,
+                 pos_embed="none", rope=True, num_class_tokens=4, global_pool="token", weight_init="vit5")
     for size in ("small", "base"):
         dim, depth, heads = VIT_SIZES[size]
-        register(f"vit5seed_{size}_patch16_224", ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, **seed),
-                 Preprocess(crop_pct=1.0),
-                 "the seed document's ViT-5 variant (SwiGLU, sigmoid gates, RoPE only, 4 averaged class tokens); "
+        name = f"vit5gated_{size}_patch16_224"
+        register(name, ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, **gated), Preprocess(crop_pct=1.0),
+                 "ViT-5 with SwiGLU, sigmoid gates on attention and FFN, RoPE only, 4 averaged class tokens; "
                  "not the official ViT-5")
+        register_alias(f"vit5seed_{size}_patch16_224", name)  # the old name, in configs and runs from before
 
 
 def _cifar_family() -> None:

@@ -19,13 +19,26 @@ class Preset:
 
 
 _PRESETS: dict[str, Preset] = {}
+_ALIASES: dict[str, str] = {}  # a renamed preset's old name -> its name now
 
 
 def register(name: str, config: ViTConfig, preprocess: Preprocess | None = None, description: str = "") -> None:
     """Adds a preset; names are unique."""
-    if name in _PRESETS:
-        raise ValueError(f"preset {name!r} is already registered")
+    _check_free(name)
     _PRESETS[name] = Preset(name, config, preprocess or Preprocess(), description)
+
+
+def register_alias(alias: str, name: str) -> None:
+    """Lets a renamed preset's old name still build it; list_models lists only the new name, so none appears twice."""
+    _check_free(alias)
+    if name not in _PRESETS:
+        raise ValueError(f"alias {alias!r} points to {name!r}, which is not a registered preset")
+    _ALIASES[alias] = name
+
+
+def _check_free(name: str) -> None:
+    if name in _PRESETS or name in _ALIASES:
+        raise ValueError(f"preset {name!r} is already registered")
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -33,8 +46,14 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _PRESETS if fnmatch.fnmatch(n, pattern))
 
 
+def is_preset(name: str) -> bool:
+    """True for a preset's name or old name: what create_model builds, as opposed to a path."""
+    return name in _PRESETS or name in _ALIASES
+
+
 def get_preset(name: str) -> Preset:
-    """The preset called name, or a ValueError listing the closest names."""
+    """The preset called name (or by its old name), or a ValueError listing the closest names."""
+    name = _ALIASES.get(name, name)
     if name not in _PRESETS:
         close = difflib.get_close_matches(name, _PRESETS, n=5, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else "run `vitkit models` to see them all"
@@ -46,6 +65,6 @@ def create_model(name: str, **overrides: Any) -> VisionTransformer:
     """Builds a preset, with any ViTConfig field overridden (timm's keyword names: img_size, num_classes, ...)."""
     preset = get_preset(name)
     model = VisionTransformer(preset.config.replace(**overrides))
-    model.preset_name = name
+    model.preset_name = preset.name  # an old name is recorded as the new one
     model.preprocess = preset.preprocess
     return model

@@ -335,6 +335,17 @@ class VisionTransformer(nn.Module):
         """Recompute block activations in backward: less memory for a little more compute."""
         self.grad_checkpointing = enable
 
+    def set_patch_drop_rate(self, rate: float) -> None:
+        """Patch dropout's rate from now on (staged schedules); cfg.patch_drop_rate keeps the starting rate."""
+        self.patch_drop.set_rate(rate)
+
+    def set_attention_dtype(self, dtype: torch.dtype | None) -> None:
+        """The dtype every block's attention computes q, k, v in (None: as they come), e.g. bf16 around int8 layers."""
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"attention dtype must be a floating-point dtype or None, got {dtype}")
+        for block in self.blocks:
+            block.attn.compute_dtype = dtype
+
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token", "dist_token", "reg_token"}
 

@@ -78,9 +78,9 @@ class DistillationLoss:
 def load_teacher(dc: DistillConfig, num_classes: int, in_chans: int, device: torch.device) -> nn.Module:
     """The teacher in eval mode with gradients off; its classes and input channels must be the student's."""
     from ..checkpoints import from_pretrained, resolve_checkpoint
-    from ..models import create_model, list_models
+    from ..models import create_model, is_preset
 
-    if dc.teacher in list_models():
+    if is_preset(dc.teacher):
         teacher = create_model(dc.teacher, num_classes=num_classes, in_chans=in_chans)
     else:
         teacher = from_pretrained(resolve_checkpoint(dc.teacher), use_ema=dc.teacher_use_ema)

@@ -5,7 +5,6 @@ import contextlib
 import functools
 import itertools
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ..config import to_dict
 from ..data import build_dataset, build_loader
 from ..hardware import has_native_bf16
 from ..checkpoints import from_pretrained
-from ..models import create_model, get_preset, list_models
+from ..models import create_model, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
 from .config import TrainConfig, resolve_config, stated_model_fields
@@ -220,8 +219,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                                    cfg.schedule.warmup_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                model.patch_drop.rate = staged_value(position / steps_per_epoch, model.cfg.patch_drop_rate,
-                                                     cfg.schedule.patch_drop_stages)
+                model.set_patch_drop_rate(staged_value(position / steps_per_epoch, model.cfg.patch_drop_rate,
+                                                       cfg.schedule.patch_drop_stages))
                 sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
                 with gradient_sync(train_model, sync), autocast():
                     loss = criterion(train_model(images), images, targets)
@@ -327,7 +326,7 @@ def resumed_model(run_dir: Path) -> torch.nn.Module:
 
 def model_section(model: torch.nn.Module, recipe_name: str | None) -> dict[str, Any]:
     """The model trained, as a model section: its preset (else the recipe's) plus the fields that differ from it."""
-    name = model.preset_name if model.preset_name in list_models() else recipe_name
+    name = model.preset_name if model.preset_name and is_preset(model.preset_name) else recipe_name
     base = get_preset(name).config.to_dict() if name else {}
     fields = {k: v for k, v in model.cfg.to_dict().items() if k != "num_classes" and base.get(k) != v}
     return {"name": name, **fields} if name else fields
@@ -388,37 +387,6 @@ def pick_precision(name: str, device: torch.device) -> str:
     if has_native_bf16(device):
         return "bf16"
     return "fp16" if device.type == "cuda" else "fp32"
-
-
-def pick_threads(device: torch.device) -> int:
-    """CPU threads = cores not already busy: OpenMP spin-waits on oversubscribed cores (10x slower steps measured).
-
-    OMP_NUM_THREADS, when set, wins; on GPU the setting is left alone.
-    """
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores - round(busy_cores())))
-    return torch.get_num_threads()
-
-
-def busy_cores(interval: float = 0.25) -> float:
-    """Cores other processes keep busy now, from two /proc/stat samples: the 1-minute load average still counts a job
-    that ended a minute ago (a run started right after another got half the cores)."""
-    try:
-        total_before, idle_before = _cpu_times()
-        time.sleep(interval)
-        total_after, idle_after = _cpu_times()
-    except OSError:  # no /proc (macOS, Windows)
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    total, idle = total_after - total_before, idle_after - idle_before
-    return (os.cpu_count() or 1) * (1 - idle / total) if total > 0 else 0.0
-
-
-def _cpu_times() -> tuple[int, int]:
-    """(all, idle + iowait) jiffies summed over the machine's CPUs."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:9]]
-    return sum(fields), fields[3] + fields[4]
 
 
 def run_name(cfg: TrainConfig, model: torch.nn.Module | None = None) -> str:
