@@ -37,7 +37,7 @@ def class_names(model: torch.nn.Module) -> list[str]:
 def evaluate_on(model: torch.nn.Module, spec: str, split: str = "test", batch_size: int = 256,
                 device: str | torch.device = "cpu") -> dict[str, Any]:
     """Top-1/top-5/per-class accuracy and confusion on a dataset, with the model's own preprocessing."""
-    from .train.evaluate import evaluate
+    from .evaluation import evaluate
 
     dataset = build_dataset(spec, split=split)
     if len(dataset.classes) != model.cfg.num_classes:

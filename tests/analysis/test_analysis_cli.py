@@ -2,6 +2,7 @@ import re
 
 from PIL import Image
 
+from vitkit.checkpoints import save_pretrained
 from vitkit.cli import main
 
 from analysis_helpers import tiny_model
@@ -40,7 +41,7 @@ def test_analyze_a_preset_writes_every_picture_and_a_self_contained_report(tmp_p
 def test_checkpoint_without_class_token_with_registers_and_rope_only(tmp_path, capsys):
     model = tiny_model(class_token=False, global_pool="avg", reg_tokens=2, reg_position="suffix", rope=True,
                        pos_embed="none")
-    model.save_pretrained(str(tmp_path / "ckpt"))
+    save_pretrained(model, tmp_path / "ckpt")
     out = tmp_path / "out"
     assert main(["analyze", str(tmp_path / "ckpt"), "--out", str(out)]) == 0
     err = capsys.readouterr().err

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from vitkit import create_model, from_pretrained
-from vitkit.checkpoints import CheckpointError, load_checkpoint
+from vitkit.checkpoints import CheckpointError, load_checkpoint, save_pretrained
 from vitkit.preprocess import Preprocess
 
 
@@ -30,7 +30,7 @@ def test_rgb_input_equals_a_gray_checkpoint_on_the_luma_of_the_image(tmp_path):
     gray_model = create_model("vit_cifar_patch4_32", img_size=16, embed_dim=32, depth=1, num_heads=2, in_chans=1,
                               num_classes=5).eval()
     gray_model.preprocess = Preprocess(mean=(0.3,), std=(0.4,))
-    gray_model.save_pretrained(tmp_path / "gray")
+    save_pretrained(gray_model, tmp_path / "gray")
     rgb_model, report = load_checkpoint(tmp_path / "gray", in_chans=3)
     assert rgb_model.cfg.in_chans == 3 and rgb_model.preprocess.mean == (0.0, 0.0, 0.0)
     assert "input channels adapted from 1 to 3" in report.adapted[0]
@@ -50,7 +50,7 @@ def test_other_channel_counts_and_stems_are_refused(fixtures, tmp_path):
         from_pretrained(fixtures / "hf_vit_cls", in_chans=2)
     stem = create_model("vit_cifar_patch4_32", img_size=16, embed_dim=32, depth=1, num_heads=2, conv_stem=[16],
                         num_classes=3)
-    stem.save_pretrained(tmp_path / "stem")
+    save_pretrained(stem, tmp_path / "stem")
     with pytest.raises(CheckpointError, match="convolutional stem"):
         from_pretrained(tmp_path / "stem", in_chans=1)
 

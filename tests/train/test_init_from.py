@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from vitkit import cli, create_model, from_pretrained
+from vitkit import cli, create_model, from_pretrained, save_pretrained
 from vitkit.preprocess import Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_the_run_normalises_with_the_checkpoints_own_preprocessing(tmp_path):
     model = create_model("vit_cifar_patch4_32", img_size=8, patch_size=2, embed_dim=32, depth=1, num_heads=2,
                          in_chans=1, num_classes=3)
     model.preprocess = Preprocess(mean=(0.25,), std=(0.5,), crop_pct=1.0)
-    model.save_pretrained(tmp_path / "pre")
+    save_pretrained(model, tmp_path / "pre")
     assert train(tmp_path, tmp_path / "pre") == 0
     run = tmp_path / "ft"
     tuned = from_pretrained(run / "checkpoints" / "last")

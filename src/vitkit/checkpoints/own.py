@@ -13,7 +13,6 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..export.quantize import is_int8
 from ..models import ViTConfig, VisionTransformer
 from ..preprocess import Preprocess
 from ..report import write_json
@@ -34,13 +33,13 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike,
     `state_dict` stands in for the model's own weights, e.g. the gathered whole tensors of an FSDP2 model.
     """
     model = _unwrap(model)
-    if is_int8(model):
+    weights = model.state_dict() if state_dict is None else state_dict
+    if any(tensor.dtype == torch.int8 for tensor in weights.values()):  # quantize_int8's weights
         raise ValueError("save_pretrained keeps float weights: save the model before quantize_int8 and quantize after "
                          "loading: vitkit.inference.load_model(path, int8=True)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     description = describe(model)
-    weights = model.state_dict() if state_dict is None else state_dict
     tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(tensors, str(directory / WEIGHTS_FILE),
               metadata={"format": "pt", METADATA_KEY: json.dumps(description)})

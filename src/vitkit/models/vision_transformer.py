@@ -373,9 +373,3 @@ class VisionTransformer(nn.Module):
                 groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
             groups[key]["params"].append(param)
         return list(groups.values())
-
-    def save_pretrained(self, directory: str) -> None:
-        """Writes config.json + model.safetensors to a folder (str or Path); from_pretrained rebuilds this model."""
-        from ..checkpoints import save_pretrained
-
-        save_pretrained(self, directory)
