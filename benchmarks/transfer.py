@@ -49,8 +49,7 @@ def subset(dataset, count: int):
 def loaders(spec: str, batch_size: int, eval_images: int):
     train_set, test_set = build_dataset(spec, "train"), subset(build_dataset(spec, "test"), eval_images)
     make = lambda data, train: build_loader(data, batch_size=batch_size if train else 512, train=train,  # noqa: E731
-                                            augment=AUGMENT, img_size=32, in_chans=3, num_workers=0,
-                                            mean=train_set.mean, std=train_set.std)
+                                            augment=AUGMENT, img_size=32, in_chans=3, num_workers=0)
     return make(train_set, True), make(test_set, False)
 
 
@@ -97,8 +96,7 @@ def transfer(pretrained: torch.nn.Module, args) -> list[list]:
         start = time.perf_counter()
         if mode == "linear probe":
             probe_loader = build_loader(subset(train_loader.dataset, args.probe_images), batch_size=512, train=False,
-                                        augment=AUGMENT, img_size=32, in_chans=3, num_workers=0,
-                                        mean=train_loader.dataset.mean, std=train_loader.dataset.std)
+                                        augment=AUGMENT, img_size=32, in_chans=3, num_workers=0)
             scores, steps = linear_probe(model, probe_loader, test_loader, epochs=50, lr=1e-2), "-"
             accuracy = scores["test_top1"]
         else:

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .data import AugmentConfig, BadImageError, build_dataset, build_loader  # noqa: E402
+from .data import BadImageError, build_dataset, build_loader  # noqa: E402
 from .data.decode import is_image_file, load_rgb  # noqa: E402
 from .data.loader import cover_and_center  # noqa: E402
 from .data.transforms import EvalTransform, scale_size  # noqa: E402
@@ -42,10 +42,8 @@ def evaluate_on(model: torch.nn.Module, spec: str, split: str = "test", batch_si
     dataset = build_dataset(spec, split=split)
     if len(dataset.classes) != model.cfg.num_classes:
         raise ValueError(f"{spec} has {len(dataset.classes)} classes but the model predicts {model.cfg.num_classes}")
-    prep = model.preprocess
-    augment = AugmentConfig(crop_pct=prep.crop_pct, interpolation=prep.interpolation)
-    loader = build_loader(dataset, batch_size=batch_size, train=False, augment=augment, img_size=model.cfg.img_size,
-                          device=device, in_chans=model.cfg.in_chans, mean=prep.mean, std=prep.std, num_workers=0)
+    loader = build_loader(dataset, batch_size=batch_size, train=False, img_size=model.cfg.img_size, device=device,
+                          in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_workers=0)
     scores = evaluate(model, loader, model.cfg.num_classes, torch.device(device))
     scores["classes"] = list(dataset.classes)
     return scores
@@ -100,8 +98,7 @@ def predict(model: torch.nn.Module, inputs: Sequence[str | Path], topk: int = 5,
             device: str | torch.device = "cpu") -> list[Prediction]:
     """Top-k (class name, probability) per image, preprocessed exactly as the checkpoint says."""
     prep, cfg = model.preprocess, model.cfg
-    transform = EvalTransform(cfg.img_size, prep.crop_pct, prep.interpolation, prep.mean, prep.std, cfg.in_chans,
-                              cropped=True)
+    transform = EvalTransform(cfg.img_size, prep, cfg.in_chans, cropped=True)
     names, paths = class_names(model), image_paths(inputs)
     k = min(topk, len(names))
     results = []

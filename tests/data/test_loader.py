@@ -7,6 +7,7 @@ import torch
 
 from vitkit.data import AugmentConfig, TensorImageDataset, build_dataset, build_loader
 from vitkit.data.sampler import epoch_order
+from vitkit.preprocess import Preprocess
 
 PLAIN = AugmentConfig(crop="none", hflip=0.0)
 FULL = AugmentConfig(auto_augment="rand-m9-mstd0.5-inc1", mixup_alpha=0.8, cutmix_alpha=1.0, re_prob=0.25)
@@ -48,8 +49,9 @@ def test_images_arrive_normalised_and_intact_without_augmentation():
     assert torch.allclose(images, expected.expand_as(images), atol=1e-6)
 
 
-def test_explicit_mean_std_replace_the_datasets():
-    images, labels = next(iter(build_loader(indexed(), 8, train=False, mean=(0.5,) * 3, std=(0.25,) * 3)))
+def test_a_models_preprocessing_replaces_the_datasets_statistics():
+    preprocess = Preprocess((0.5,) * 3, (0.25,) * 3, crop_pct=1.0)
+    images, labels = next(iter(build_loader(indexed(), 8, train=False, preprocess=preprocess)))
     expected = (labels.float().view(-1, 1, 1, 1) / 255 - 0.5) / 0.25
     assert torch.allclose(images, expected.expand_as(images), atol=1e-6)
 

@@ -9,6 +9,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from vitkit.data import ops
 from vitkit.data.randaugment import GEOMETRIC, affine_matrices
 from vitkit.data.transforms import EvalTransform, pad_crop, sample_erase_boxes, sample_rrc_boxes
+from vitkit.preprocess import Preprocess
 
 RNG = np.random.default_rng(0)
 IMAGES = [Image.fromarray(RNG.integers(0, 256, (24, 20, 3), dtype=np.uint8)) for _ in range(4)]
@@ -116,9 +117,9 @@ def test_erase_boxes_fit_the_image():
 
 def test_eval_transform_identity_and_centre_crop():
     images = torch.from_numpy(np.stack([np.asarray(i) for i in IMAGES])).permute(0, 3, 1, 2)[:, :, :20, :20]
-    same = EvalTransform((20, 20), 1.0, "bicubic", (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), 3)(images)
+    same = EvalTransform((20, 20), Preprocess((0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bicubic", 1.0), 3)(images)
     expected = (images.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor(
         [0.2, 0.25, 0.3]).view(1, 3, 1, 1)
     assert torch.allclose(same, expected, atol=1e-6)
-    cropped = EvalTransform((16, 16), 0.8, "bicubic", (0, 0, 0), (1, 1, 1), 3)(images)  # resize to 20: no-op
+    cropped = EvalTransform((16, 16), Preprocess((0, 0, 0), (1, 1, 1), "bicubic", 0.8), 3)(images)  # resize to 20: no-op
     assert torch.allclose(cropped, images[:, :, 2:18, 2:18].float() / 255, atol=1e-6)

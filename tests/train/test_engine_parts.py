@@ -41,6 +41,12 @@ def test_losses_against_torch():
     torch.testing.assert_close(classification_loss(logits, soft, "ce"), F.cross_entropy(logits, soft))
     bce = F.binary_cross_entropy_with_logits(logits, F.one_hot(labels, 4).float(), reduction="none").sum(1).mean()
     torch.testing.assert_close(classification_loss(logits, labels, "bce", 0.0), bce)
+    mixed = 0.7 * F.one_hot(labels, 4).float() + 0.3 * F.one_hot(labels.flip(0), 4).float()
+    smoothed_then_mixed = 0.7 * soft + 0.3 * soft.flip(0)  # soft is the 0.1-smoothed one-hot of the labels
+    torch.testing.assert_close(classification_loss(logits, mixed, "ce", 0.1),
+                               F.cross_entropy(logits, smoothed_then_mixed))
+    smoothed_bce = F.binary_cross_entropy_with_logits(logits, soft, reduction="none").sum(1).mean()
+    torch.testing.assert_close(classification_loss(logits, labels, "bce", 0.1), smoothed_bce)
 
 
 def test_ema_follows_the_formula_with_warmup():

@@ -107,3 +107,12 @@ def test_run_folders_written_before_the_change_load_evaluate_and_resume(tmp_path
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
               if json.loads(line)["kind"] == "epoch"]
     assert epochs == [1, 2]
+
+
+def test_a_key_that_moved_still_reads_from_an_old_run():
+    """data.augment.label_smoothing became loss.label_smoothing; the old runs' config.yaml holds the old key."""
+    from vitkit.train import resolve_config
+
+    cfg = resolve_config(OLD_RUNS / "v0_scratch" / "config.yaml", ["loss.kind=ce"])
+    assert cfg.loss.label_smoothing == 0.1 and not hasattr(cfg.data.augment, "label_smoothing")
+    assert resolve_config(None, ["loss.label_smoothing=0.3"]).loss.label_smoothing == 0.3

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..data import BadImageError, build_dataset
 from ..data.folder import ImageFolderDataset
+from ..data.transforms import normalize
 from ..inference import eval_image, eval_pixels, image_paths
 from ..preprocess import Preprocess
 
@@ -93,6 +94,4 @@ def to_model_input(pixels: np.ndarray, prep: Preprocess) -> torch.Tensor:
     """[B, H, W, C] pixels in [0, 1] -> the normalised [B, C, H, W] batch the model expects."""
     batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
     prep = prep.for_channels(batch.shape[1])
-    mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
-    std = torch.tensor(prep.std).view(1, -1, 1, 1)
-    return (batch - mean) / std
+    return normalize(batch, prep.mean, prep.std)

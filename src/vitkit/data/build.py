@@ -17,12 +17,13 @@ def build_loader(dataset: TensorImageDataset | ImageFolderDataset, batch_size: i
                  augment: AugmentConfig | dict[str, Any] | None = None,
                  img_size: int | tuple[int, int] | None = None, device: str | torch.device = "cpu", seed: int = 0,
                  drop_last: bool | None = None, num_workers: int = 2, world_size: int = 1, rank: int = 0,
-                 in_chans: int | None = None, mean: tuple[float, ...] | None = None,
-                 std: tuple[float, ...] | None = None) -> TensorLoader | FolderLoader:
+                 in_chans: int | None = None, preprocess: Preprocess | None = None) -> TensorLoader | FolderLoader:
     """Batches of (float normalised images [B, C, H, W] on `device`, int64 labels or soft targets when mixing).
 
     img_size defaults to the dataset's own size; in_chans=3 repeats grayscale data to three channels;
-    drop_last defaults to `train`; mean/std default to the dataset's (pass a checkpoint's own to evaluate it).
+    drop_last defaults to `train`. `preprocess` is how the model takes images (a checkpoint's own, to evaluate it):
+    its mean/std normalise every batch and its crop_pct/interpolation make the eval resize and centre crop; by
+    default the dataset's mean/std with the augment config's crop_pct and interpolation.
     Mixup/CutMix, repeated augmentation and all random transforms apply only when train=True."""
     if augment is None:
         augment = AugmentConfig()
@@ -35,15 +36,14 @@ def build_loader(dataset: TensorImageDataset | ImageFolderDataset, batch_size: i
         img_size = dataset.image_size
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     in_chans = dataset.num_channels if in_chans is None else in_chans
-    if mean is None or std is None:
-        stats = Preprocess(tuple(dataset.mean), tuple(dataset.std))
-        if len(dataset.mean) == 1:  # gray statistics serve any channel count; an RGB set's must match (checked later)
-            stats = stats.for_channels(in_chans)
-        mean, std = stats.mean, stats.std
+    if preprocess is None:
+        preprocess = Preprocess(tuple(dataset.mean), tuple(dataset.std), augment.interpolation, augment.crop_pct)
+    if len(preprocess.mean) == 1:  # gray statistics serve any channel count; an RGB set's must match (checked later)
+        preprocess = preprocess.for_channels(in_chans)
     if train:
-        transform = TrainTransform(augment, size, dataset.image_size, mean, std, in_chans, cropped=folder)
+        transform = TrainTransform(augment, size, dataset.image_size, preprocess, in_chans, cropped=folder)
     else:
-        transform = EvalTransform(size, augment.crop_pct, augment.interpolation, mean, std, in_chans, cropped=folder)
+        transform = EvalTransform(size, preprocess, in_chans, cropped=folder)
     epoch = dict(batch_size=batch_size, train=train, seed=seed, drop_last=train if drop_last is None else drop_last,
                  world_size=world_size, rank=rank, repeats=augment.repeated_aug)
     device = torch.device(device)

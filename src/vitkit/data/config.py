@@ -35,7 +35,6 @@ class AugmentConfig:
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
     mixup_mode: str = "batch"
-    label_smoothing: float = 0.1
     repeated_aug: int = 1
     crop_pct: float = 1.0
     interpolation: str = "bicubic"
@@ -59,8 +58,6 @@ class AugmentConfig:
                 raise ValueError(f"augment.{name}={getattr(self, name)} must be >= 0 (0 turns it off)")
         if self.color_jitter is not None and self.color_jitter < 0:
             raise ValueError(f"augment.color_jitter={self.color_jitter} must be >= 0, or null for the default")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"augment.label_smoothing={self.label_smoothing} must be in [0, 1)")
         if self.re_count < 1 or self.repeated_aug < 1:
             raise ValueError("augment.re_count and augment.repeated_aug must be at least 1 (1 means no repeats)")
         if not 0 < self.crop_pct <= 1:

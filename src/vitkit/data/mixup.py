@@ -1,19 +1,13 @@
 """Mixup and CutMix on whole batches: each image is mixed with its mirror in the batch (image i with B-1-i),
-and targets become label-smoothed class distributions weighted by the share of each image actually kept."""
+and targets become class distributions weighted by the share of each image actually kept (the loss smooths them)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import ops
 from .config import AugmentConfig
-
-
-def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    """One-hot rows with `smoothing` spread evenly over all classes (rows sum to 1)."""
-    off = smoothing / num_classes
-    targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
-    return targets.scatter_(1, labels[:, None], 1.0 - smoothing + off)
 
 
 def sample_mix(cfg: AugmentConfig, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,5 +51,5 @@ def mix_batch(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg:
     weight = ops.as_tensor(np.where(cut, 1.0, lam), images).view(-1, 1, 1, 1)
     mixed = pasted * weight + partner * (1 - weight)
     lam_t = ops.as_tensor(lam, images)[:, None]
-    targets = smooth_one_hot(labels, num_classes, cfg.label_smoothing)
+    targets = F.one_hot(labels, num_classes).to(images.dtype)  # the loss smooths them, as it smooths hard labels
     return mixed, lam_t * targets + (1 - lam_t) * targets.flip(0)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..preprocess import Preprocess
 from . import ops
 from .config import AugmentConfig
 from .randaugment import parse_rand_augment, rand_augment
@@ -133,8 +134,9 @@ class TrainTransform:
     """A training batch's journey on its device: crop, flip, RandAugment or 3-Augment, jitter, normalise, erase."""
 
     def __init__(self, cfg: AugmentConfig, img_size: tuple[int, int], source_size: tuple[int, int] | None,
-                 mean: tuple[float, ...], std: tuple[float, ...], in_chans: int, cropped: bool = False) -> None:
-        self.cfg, self.img_size, self.mean, self.std, self.in_chans = cfg, tuple(img_size), mean, std, in_chans
+                 preprocess: Preprocess, in_chans: int, cropped: bool = False) -> None:
+        self.cfg, self.img_size, self.in_chans = cfg, tuple(img_size), in_chans
+        self.mean, self.std = preprocess.mean, preprocess.std
         self.crop = cfg.crop_mode(source_size)
         self.cropped = cropped  # image-folder workers already did the per-image crop (rrc) or resize
         self.rand_augment = parse_rand_augment(cfg.auto_augment) if cfg.auto_augment else None
@@ -166,19 +168,18 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Eval batches: resize to img_size / crop_pct, centre crop, normalise (timm's eval recipe)."""
+    """Eval batches as the model's preprocessing says: resize to img_size / crop_pct, centre crop, normalise
+    (timm's eval recipe); `cropped` batches were already resized and cropped image by image (folders, files)."""
 
-    def __init__(self, img_size: tuple[int, int], crop_pct: float, interpolation: str, mean: tuple[float, ...],
-                 std: tuple[float, ...], in_chans: int, cropped: bool = False) -> None:
-        self.img_size, self.crop_pct, self.interpolation = tuple(img_size), crop_pct, interpolation
-        self.mean, self.std, self.in_chans, self.cropped = mean, std, in_chans, cropped
+    def __init__(self, img_size: tuple[int, int], preprocess: Preprocess, in_chans: int, cropped: bool = False) -> None:
+        self.img_size, self.preprocess, self.in_chans, self.cropped = tuple(img_size), preprocess, in_chans, cropped
 
     def __call__(self, images: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        x = to_float(images, self.in_chans)
+        x, prep = to_float(images, self.in_chans), self.preprocess
         if not self.cropped:
-            x = ops.center_crop(ops.resize(x, scale_size(self.img_size, self.crop_pct), self.interpolation),
+            x = ops.center_crop(ops.resize(x, scale_size(self.img_size, prep.crop_pct), prep.interpolation),
                                 self.img_size)
-        return normalize(x, self.mean, self.std)
+        return normalize(x, prep.mean, prep.std)
 
 
 def scale_size(img_size: tuple[int, int], crop_pct: float) -> tuple[int, int]:

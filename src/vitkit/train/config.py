@@ -66,9 +66,14 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Label smoothing lives in data.augment.label_smoothing: mixup/cutmix targets are smoothed where they are made."""
+    """The training loss; label smoothing applies to hard labels and mixup/cutmix targets alike."""
 
     kind: str = "ce"
+    label_smoothing: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"loss.label_smoothing={self.label_smoothing} must be in [0, 1)")
 
 
 @dataclass
@@ -172,4 +177,19 @@ def resolve_config(config: TrainConfig | dict[str, Any] | str | os.PathLike | No
         data = load_yaml(config)
     if overrides:
         data = merge(data, parse_overrides(overrides) if isinstance(overrides, list) else overrides)
-    return from_dict(TrainConfig, data)
+    return from_dict(TrainConfig, moved_keys(data))
+
+
+def moved_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written before a key moved, in today's layout: run folders keep loading and resuming.
+
+    data.augment.label_smoothing -> loss.label_smoothing (smoothing is the loss's, for hard and mixed targets alike).
+    """
+    augment = (data.get("data") or {}).get("augment") or {}
+    if not isinstance(augment, dict) or "label_smoothing" not in augment:
+        return data
+    augment = dict(augment)
+    smoothing = augment.pop("label_smoothing")
+    loss = dict(data.get("loss") or {})
+    loss.setdefault("label_smoothing", smoothing)
+    return {**data, "data": {**data["data"], "augment": augment}, "loss": loss}

@@ -88,7 +88,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     model_notes += apply_mode(model, cfg.finetune)
     stats = (model.preprocess if resume or cfg.finetune.init_from
              else Preprocess(tuple(train_set.mean), tuple(train_set.std))).for_channels(model.cfg.in_chans)
-    model.preprocess = Preprocess(stats.mean, stats.std, interpolation="bicubic", crop_pct=cfg.data.augment.crop_pct)
+    model.preprocess = Preprocess(stats.mean, stats.std, cfg.data.augment.interpolation, cfg.data.augment.crop_pct)
     model.class_names = list(train_set.classes)
     model.to(device)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
@@ -102,11 +102,11 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
                                 img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
                                 num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                                in_chans=model.cfg.in_chans, mean=stats.mean, std=stats.std)
+                                in_chans=model.cfg.in_chans, preprocess=model.preprocess)
     test_loader = build_loader(test_set, batch_size=cfg.data.eval_batch_size, train=False, augment=cfg.data.augment,
                                img_size=img_size, device=device, seed=cfg.seed, drop_last=False,
                                num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                               in_chans=model.cfg.in_chans, mean=stats.mean, std=stats.std)
+                               in_chans=model.cfg.in_chans, preprocess=model.preprocess)
     steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
     if steps_per_epoch == 0:
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
@@ -162,7 +162,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
                                 cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay)
     task_loss = functools.partial(classification_loss, kind=cfg.loss.kind,
-                                  label_smoothing=cfg.data.augment.label_smoothing)
+                                  label_smoothing=cfg.loss.label_smoothing)
     criterion = build_criterion(cfg.distill, model, task_loss, num_classes, device)  # + DeiT teacher if set
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     if state:
