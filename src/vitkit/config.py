@@ -54,8 +54,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Builds dataclass cls from a dict: unknown keys and wrong types are errors that name the dotted key."""
+    return cls(**coerce_fields(cls, data, where))
+
+
+def coerce_fields(cls: type, data: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Some of dataclass cls's fields, checked by name and coerced to their types (an override on top of defaults)."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {data!r}")
+        raise ValueError(f"{where.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = [k for k in data if k not in fields]
@@ -64,12 +69,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         close = difflib.get_close_matches(key, fields, n=3)
         raise ValueError(f"unknown config key {where + key!r}" + (f"; did you mean {close}?" if close else
                                                                      f"; valid keys: {sorted(fields)}"))
-    values = {name: _coerce(hints[name], value, where + name) for name, value in data.items()}
-    return cls(**values)
+    return {name: _coerce(hints[name], value, where + name) for name, value in data.items()}
 
 
 def to_dict(obj: Any) -> Any:
-    """Plain dicts/lists of a (nested) dataclass, ready for YAML or JSON."""
+    """Plain dicts/lists of a (nested) dataclass, ready for YAML or JSON (a section with to_config writes its own)."""
+    if hasattr(obj, "to_config"):
+        return obj.to_config()
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -91,6 +97,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             except ValueError as error:
                 errors.append(str(error))
         raise ValueError(errors[0] if len(errors) == 1 else f"{key}={value!r} does not match {hint}")
+    if isinstance(hint, type) and hasattr(hint, "from_config"):  # a section with a layout of its own
+        return hint.from_config(value if value is not None else {}, key + ".")
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value if value is not None else {}, key + ".")
     if origin in (tuple, list):

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..preprocess import Preprocess
 from .config import ViTConfig
+from .family import register_family
 from .vision_transformer import VisionTransformer
 
 @dataclass(frozen=True)
@@ -68,3 +69,12 @@ def create_model(name: str, **overrides: Any) -> VisionTransformer:
     model.preset_name = preset.name  # an old name is recorded as the new one
     model.preprocess = preset.preprocess
     return model
+
+
+def _build_vit(name: str | None, fields: dict[str, Any]) -> VisionTransformer:
+    if name is None:
+        raise ValueError("model.name is required (a preset, e.g. vit_cifar_patch4_32; see `vitkit models`)")
+    return create_model(name, **fields)
+
+
+register_family("vit", ViTConfig, _build_vit)

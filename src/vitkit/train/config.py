@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import from_dict, load_yaml, merge, parse_overrides, to_dict
 from ..data import AugmentConfig
-from ..models.config import ViTConfig, check_fields
+from ..models import ModelConfig
 from .distill import DistillConfig
 from .finetune import FinetuneConfig
 from .losses import LOSSES
@@ -103,7 +103,7 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None
     eval_every_epochs: int = 1
     best_metric: str = "val_top1"
-    model: dict[str, Any] = field(default_factory=lambda: dict(DIGITS_MODEL))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig.from_config(DIGITS_MODEL))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -119,9 +119,6 @@ class TrainConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{key}={value!r} is not one of {allowed}")
-        if "name" not in self.model and not self.finetune.init_from:
-            raise ValueError("model.name is required (a preset, e.g. vit_cifar_patch4_32; see `vitkit models`)")
-        check_fields(ViTConfig, {k: v for k, v in self.model.items() if k != "name"})
         if min(self.optim.accum_steps, self.data.batch_size, self.schedule.epochs, self.eval_every_epochs) < 1:
             raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
                              "least 1")
@@ -153,7 +150,7 @@ def stated_model_fields(config: TrainConfig | dict[str, Any] | str | os.PathLike
     """The model fields the user chose, in a recipe file or dict or as overrides (a TrainConfig object: those that
     differ from the built-in recipe); with finetune.init_from only these may contradict the checkpoint."""
     if isinstance(config, TrainConfig):
-        section = {k: v for k, v in config.model.items() if DIGITS_MODEL.get(k, _UNSET) != v}
+        section = {k: v for k, v in config.model.to_config().items() if DIGITS_MODEL.get(k, _UNSET) != v}
     elif isinstance(config, dict):
         section = config.get("model")
     elif config is not None:
@@ -161,7 +158,7 @@ def stated_model_fields(config: TrainConfig | dict[str, Any] | str | os.PathLike
     else:
         section = {}
     extra = (parse_overrides(overrides) if isinstance(overrides, list) else overrides or {}).get("model")
-    return {k for part in (section, extra) if isinstance(part, dict) for k in part}
+    return {k for part in (section, extra) if isinstance(part, dict) for k in part if k != "family"}
 
 
 def resolve_config(config: TrainConfig | dict[str, Any] | str | os.PathLike | None = None,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
-from ..models import ViTConfig, get_preset
+from ..models import ModelConfig, ViTConfig, get_preset
 
 MODES = ("full", "linear", "prompt")
 # Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
@@ -46,7 +46,7 @@ class FinetuneConfig:
                              f"number of epochs per stage, got mode={self.mode!r}, unfreeze_every={self.unfreeze_every}")
 
 
-def load_for_finetuning(ft: FinetuneConfig, section: dict[str, Any], stated: set[str], num_classes: int,
+def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[str], num_classes: int,
                         in_chans: int) -> tuple[nn.Module, list[str]]:
     """The checkpoint with its own architecture, this run's classes (a new zero-initialised head), input size and
     channels, and the run's regularisation; log lines say what the checkpoint replaced and adapted.
@@ -54,14 +54,14 @@ def load_for_finetuning(ft: FinetuneConfig, section: dict[str, Any], stated: set
     `stated` names the model fields the user chose (command line or --config recipe): those that contradict the
     checkpoint are errors; the built-in recipe's other fields give way to the checkpoint's.
     """
-    fields = {k: v for k, v in section.items() if k != "name"}
+    fields = dict(section.fields)
     choices = {k: v for k, v in fields.items() if k in RUN_CHOICES and (k != "img_size" or k in stated)}
     given = {k: v for k, v in fields.items() if k in stated and k not in RUN_CHOICES}
     given.setdefault("in_chans", in_chans)
     source = resolve_checkpoint(ft.init_from)
     where = f"finetune.init_from={ft.init_from}"
     # a model.name the user chose describes the checkpoint together with the fields given beside it
-    described = get_preset(section["name"]).config.replace(**given) if "name" in stated else None
+    described = get_preset(section.name).config.replace(**given) if "name" in stated else None
     try:
         model, report = load_checkpoint(source, model=described, use_ema=ft.use_ema, num_classes=num_classes,
                                         **given, **choices)
@@ -74,7 +74,7 @@ def load_for_finetuning(ft: FinetuneConfig, section: dict[str, Any], stated: set
         named = ", ".join(f"{name}={given!r} (the checkpoint has {found!r})"
                           for name, (found, given) in error.values.items())
         if error.preset:
-            raise ValueError(f"{where}: model.name={section['name']} (with the model fields given) describes another "
+            raise ValueError(f"{where}: model.name={section.name} (with the model fields given) describes another "
                              f"architecture: {named}; drop model.name and those fields: with --init-from the "
                              "architecture is the checkpoint's") from None
         raise ValueError(f"{where}: model.{named.replace(', ', ', model.')}: with --init-from the architecture is "

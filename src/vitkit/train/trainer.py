@@ -19,7 +19,7 @@ from ..config import to_dict
 from ..data import build_dataset, build_loader
 from ..hardware import has_native_bf16
 from ..checkpoints import from_pretrained
-from ..models import create_model, get_preset, is_preset
+from ..models import ModelConfig, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
 from .config import TrainConfig, resolve_config, stated_model_fields
@@ -82,7 +82,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     elif cfg.finetune.init_from:
         model, model_notes = load_for_finetuning(cfg.finetune, cfg.model, stated_model_fields(config, overrides),
                                                  num_classes, train_set.num_channels)
-        cfg.model = model_section(model, cfg.model.get("name"))
+        cfg.model = model_section(model, cfg.model.name)
     else:
         model, model_notes = build_model(cfg, num_classes, train_set.num_channels), []
     model_notes += apply_mode(model, cfg.finetune)
@@ -324,19 +324,17 @@ def resumed_model(run_dir: Path) -> torch.nn.Module:
     return from_pretrained(checkpoint.resolve())
 
 
-def model_section(model: torch.nn.Module, recipe_name: str | None) -> dict[str, Any]:
+def model_section(model: torch.nn.Module, recipe_name: str | None) -> ModelConfig:
     """The model trained, as a model section: its preset (else the recipe's) plus the fields that differ from it."""
     name = model.preset_name if model.preset_name and is_preset(model.preset_name) else recipe_name
     base = get_preset(name).config.to_dict() if name else {}
     fields = {k: v for k, v in model.cfg.to_dict().items() if k != "num_classes" and base.get(k) != v}
-    return {"name": name, **fields} if name else fields
+    return ModelConfig.from_config({"name": name, **fields} if name else fields)
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
-    """The preset with the config's overrides; the dataset decides classes and (unless set) input channels."""
-    overrides = {k: v for k, v in cfg.model.items() if k != "name"}
-    overrides.setdefault("in_chans", in_chans)
-    return create_model(cfg.model["name"], **{**overrides, "num_classes": num_classes})
+    """The model section's model; the dataset decides classes and (unless set) input channels."""
+    return cfg.model.build(num_classes=num_classes, in_chans=cfg.model.fields.get("in_chans", in_chans))
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module, scaler, clip_grad: float | None) -> None:
