@@ -20,7 +20,7 @@ def test_every_family_runs_forward_and_backward(name, img):
     logits = model(x)
     assert logits.shape == (2, 5)
     model.train()
-    model.distilled_training = False
+    model.set_distilled_training(False)
     model(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -47,9 +47,11 @@ def test_distilled_model_averages_heads_in_eval_and_returns_both_when_training()
     expected = (model.head(feats[:, 0]) + model.head_dist(feats[:, 1])) / 2
     torch.testing.assert_close(model(x), expected)
     model.train()
-    model.distilled_training = True
+    model.set_distilled_training()
     cls, dist = model(x)
     assert cls.shape == dist.shape == (2, 5)
+    with pytest.raises(ValueError, match="dist_token=True"):
+        tiny("deit_base_patch16_224", img_size=32).set_distilled_training()
 
 
 def test_several_class_tokens_are_averaged():

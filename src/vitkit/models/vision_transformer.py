@@ -335,6 +335,12 @@ class VisionTransformer(nn.Module):
         """Recompute block activations in backward: less memory for a little more compute."""
         self.grad_checkpointing = enable
 
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """In training, return the class and distillation heads' logits apart (DeiT), for a distillation loss."""
+        if enable and self.dist_token is None:
+            raise ValueError("distilled training needs a distillation token: build the model with dist_token=True")
+        self.distilled_training = enable
+
     def set_patch_drop_rate(self, rate: float) -> None:
         """Patch dropout's rate from now on (staged schedules); cfg.patch_drop_rate keeps the starting rate."""
         self.patch_drop.set_rate(rate)

@@ -59,7 +59,7 @@ class DistillationLoss:
             return self.task_loss(outputs, targets)
         if not isinstance(outputs, tuple):
             raise ValueError("distillation needs the student's (class, distillation) logits: set model.dist_token=true "
-                             "and model.distilled_training=True")
+                             "and call model.set_distilled_training()")
         cls_logits, dist_logits = outputs
         teacher_logits = self.teacher_logits(images)
         distill = (soft_distillation_loss(dist_logits, teacher_logits, self.tau) if self.kind == "soft"
@@ -102,5 +102,5 @@ def build_criterion(dc: DistillConfig, model: nn.Module, task_loss: Callable, nu
     if getattr(model, "dist_token", None) is None:
         raise ValueError(f"distill.teacher={dc.teacher} needs a student with a distillation token: set "
                          "model.dist_token=true (DeiT presets such as deit_tiny_distilled_patch16_224 have one)")
-    model.distilled_training = True
+    model.set_distilled_training()
     return DistillationLoss(task_loss, load_teacher(dc, num_classes, model.cfg.in_chans, device), dc.kind, dc.alpha, dc.tau)
