@@ -1,15 +1,15 @@
-"""The training loop, top to bottom: config -> data -> model -> optimiser -> (resume) -> epochs -> summary."""
+"""The training loop, top to bottom: config -> data -> model -> run folder (resume) -> optimiser -> epochs -> summary;
+each epoch trains, then is evaluated (as the schedule says), logged and checkpointed."""
 from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from ..config import to_dict
 from ..data import build_dataset, build_loader
+from ..data.datasets import Dataset
+from ..data.loader import EpochLoader
 from ..hardware import has_native_bf16
 from ..checkpoints import from_pretrained
 from ..models import ModelConfig, get_preset, is_preset
@@ -31,9 +33,11 @@ from .evaluate import evaluate
 from .finetune import apply_mode, load_for_finetuning, unfreeze_stage
 from .losses import classification_loss
 from .optim import build_optimizer
+from .progress import Progress, Schedule, build_schedule
 from .run_log import RunLog
-from .schedule import staged_value, warmup_cosine
 from .state import load_train_state, rng_state, save_checkpoint, set_rng_state
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -62,16 +66,60 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     precision = pick_precision(cfg.precision, device)
-    threads = torch.get_num_threads()  # `vitkit train` sets it with pick_threads; the library leaves it alone
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
 
-    # data
     # the split seed stays fixed (one test set per dataset); unreadable images stop the run unless skipped and counted
     train_set = build_dataset(cfg.data.dataset, split="train", skip_bad_images=cfg.data.skip_bad_images)
     test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
+    model, model_notes, stats = prepare_model(cfg, config, overrides, resume, train_set)
+    model.to(device)
+    model.set_grad_checkpointing(cfg.grad_checkpointing)
+    train_loader, test_loader, steps_per_epoch = build_loaders(cfg, ctx, device, model, stats, train_set, test_set)
+
+    # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
+    run_dir = Path(cfg.output_dir) / run_name(cfg, model)
+    log = RunLog(run_dir, enabled=ctx.is_main, tensorboard=cfg.logging.tensorboard)
+    state = load_resume_state(run_dir, model) if resume else None
+    progress = Progress.from_dict(state["progress"]) if state else Progress()
+    schedule = build_schedule(cfg, steps_per_epoch, progress, time.monotonic,
+                              functools.partial(mean_seconds, ctx=ctx, device=device))
+    open_run_folder(run_dir, cfg, ctx, log, schedule, resumed=state is not None)
+    for line in [describe_run(cfg, model, train_set, test_set, device, precision, ctx, schedule, run_dir),
+                 *model_notes, schedule.patch_drop_plan(model.cfg.patch_drop_rate)]:
+        if line:
+            log.text(line)
+    run = build_run(cfg, ctx, device, precision, model, state, train_loader, test_loader, len(train_set.classes),
+                    run_dir, log, schedule)
+
+    schedule.start_clock()
+    with StopRequest() as stop:
+        for epoch in schedule.epochs():
+            start = schedule.epoch_position(epoch)
+            if note := unfreeze_stage(model, math.floor(start), cfg.finetune):
+                log.text(note)
+            record = train_one_epoch(run, epoch, stop)
+            end = schedule.epoch_position(epoch + 1)
+            progress.epoch, progress.batch = epoch + 1, 0
+            evaluate_and_checkpoint(run, record, scored=schedule.should_evaluate(start, end))
+            if schedule.finished():
+                break
+    if note := schedule.end_note():
+        log.text(note)
+
+    summary = summarize(run, record)
+    if ctx.is_main:
+        write_json(run_dir / "summary.json", summary)
+    log.text(f"done: test top-1 {summary['final_top1']:.2f}% (best {cfg.best_metric} {progress.best:.2f} at epoch "
+             f"{progress.best_epoch}); run saved in {run_dir}")
+    log.close()
+    return TrainResult(summary, model, run.ema.module if run.ema else None)
+
+
+def prepare_model(cfg: TrainConfig, config: TrainConfig | dict | str | None, overrides: list[str] | dict | None,
+                  resume: bool, train_set: Dataset) -> tuple[torch.nn.Module, list[str], Preprocess]:
+    """The model to train, notes on how it was made for the log, and the normalisation its data gets."""
     num_classes = len(train_set.classes)
 
     # model: as the run's last checkpoint describes it (resume), the checkpoint's own architecture with this run's
@@ -90,15 +138,19 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
              else Preprocess(tuple(train_set.mean), tuple(train_set.std))).for_channels(model.cfg.in_chans)
     model.preprocess = Preprocess(stats.mean, stats.std, cfg.data.augment.interpolation, cfg.data.augment.crop_pct)
     model.class_names = list(train_set.classes)
-    model.to(device)
-    model.set_grad_checkpointing(cfg.grad_checkpointing)
-    img_size = model.cfg.img_size
+    return model, model_notes, stats
 
+
+def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, model: torch.nn.Module,
+                  stats: Preprocess, train_set: Dataset, test_set: Dataset) -> tuple[EpochLoader, EpochLoader, int]:
+    """This rank's share of each optimizer step's batch, in optim.accum_steps micro-batches; the test batches; and
+    the optimizer steps per epoch."""
     world_batch = cfg.data.batch_size
     if world_batch % (ctx.world_size * cfg.optim.accum_steps):
         raise ValueError(f"data.batch_size={world_batch} must divide by world size x optim.accum_steps "
                          f"({ctx.world_size} x {cfg.optim.accum_steps})")
     micro_batch = world_batch // (ctx.world_size * cfg.optim.accum_steps)
+    img_size = model.cfg.img_size
     train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
                                 img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
                                 num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
@@ -110,49 +162,93 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
     if steps_per_epoch == 0:
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
-    total_steps = steps_per_epoch * cfg.schedule.epochs
-    warmup_steps = round(cfg.schedule.warmup_epochs * steps_per_epoch)
-    budget = cfg.schedule.time_budget_minutes * 60 if cfg.schedule.time_budget_minutes else None  # seconds
+    return train_loader, test_loader, steps_per_epoch
 
-    # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
-    run_dir = Path(cfg.output_dir) / run_name(cfg, model)
-    log = RunLog(run_dir, enabled=ctx.is_main, tensorboard=cfg.logging.tensorboard)
-    progress = {"epoch": 0, "step": 0, "batch": 0, "seconds": 0.0, "best": None, "best_epoch": None}
 
-    def finished() -> bool:
-        return progress["seconds"] >= budget if budget else progress["epoch"] >= cfg.schedule.epochs
-
-    state = None
-    if resume:
-        state = load_resume_state(run_dir, model)
-        progress = {"seconds": 0.0, **state["progress"]}  # checkpoints from before the clock count from zero
-        if finished():
-            length = (f"{cfg.schedule.time_budget_minutes:g} minutes; raise schedule.time_budget_minutes" if budget
-                      else f"{cfg.schedule.epochs} epochs; raise schedule.epochs")
-            raise ValueError(f"{run_dir} already finished its {length} to train longer, or start a new run")
-        log.truncate_after(progress["step"], progress["epoch"])
-        log.text(f"resumed {run_dir} at epoch {progress['epoch']}, step {progress['step']}")
+def open_run_folder(run_dir: Path, cfg: TrainConfig, ctx: DistContext, log: RunLog, schedule: Schedule,
+                    resumed: bool) -> None:
+    """Never overwrites a run nor resumes a finished one; a resumed run drops the records its checkpoint does not
+    cover. Either way the folder gets the config this run trains with."""
+    progress = schedule.progress
+    if resumed:
+        if schedule.finished():
+            raise ValueError(f"{run_dir} already finished its {schedule.length}; raise {schedule.length_setting} to "
+                             "train longer, or start a new run")
+        log.truncate_after(progress.step, progress.epoch)
+        log.text(f"resumed {run_dir} at epoch {progress.epoch}, step {progress.step}")
     elif ctx.is_main:
         if (run_dir / "checkpoints" / "last").exists():
             raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another name=")
         run_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log.text(f"training {model.preset_name or 'the checkpoint'} ({sum(p.numel() for p in model.parameters()):,} params) on "
-             f"{cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {num_classes} classes; "
-             f"device {device}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
-             f"{steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs"
-             + (f", stretched over {cfg.schedule.time_budget_minutes:g} minutes" if budget else "") + f" -> {run_dir}")
-    for note in model_notes:
-        log.text(note)
-    if cfg.schedule.patch_drop_stages:
-        log.text(f"patch dropout {model.cfg.patch_drop_rate}, then " + ", ".join(
-            f"{rate} from epoch {start:g} "
-            + (f"(minute {start / cfg.schedule.epochs * budget / 60:.1f})" if budget
-               else f"(step {math.ceil(start * steps_per_epoch) + 1})")
-            for start, rate in cfg.schedule.patch_drop_stages))
 
-    # optimisation: FSDP2 replaces the parameters by shards, so the model (and its EMA copy) is wrapped first
+
+def describe_run(cfg: TrainConfig, model: torch.nn.Module, train_set: Dataset, test_set: Dataset,
+                 device: torch.device, precision: str, ctx: DistContext, schedule: Schedule, run_dir: Path) -> str:
+    """The log's first line: what trains on what, where, for how long, and where it is saved."""
+    threads = torch.get_num_threads()  # `vitkit train` sets it with pick_threads; the library leaves it alone
+    return (f"training {model.preset_name or 'the checkpoint'} ({sum(p.numel() for p in model.parameters()):,} params) "
+            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {len(train_set.classes)} "
+            f"classes; device {device}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
+            f"{schedule.describe()} -> {run_dir}")
+
+
+@dataclass
+class Run:
+    """What the loop's stages share: the model as trained and as saved, its optimisation, data, log and schedule."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    device: torch.device
+    precision: str
+    model: torch.nn.Module
+    train_model: torch.nn.Module
+    ema: ModelEma | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    criterion: Callable[..., torch.Tensor]
+    train_loader: EpochLoader
+    test_loader: EpochLoader
+    num_classes: int
+    run_dir: Path
+    log: RunLog
+    schedule: Schedule
+    images_seen: int = 0
+    started: float = field(default_factory=time.time)
+
+    @property
+    def progress(self) -> Progress:
+        return self.schedule.progress
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return AUTOCAST_DTYPES.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def save(self, link: str, source: torch.nn.Module, train_state: dict[str, Any] | None) -> None:
+        """checkpoints/<link>: FSDP2 gathers the weights, so every rank takes part and rank 0 writes."""
+        weights = full_state_dict(source)
+        if self.ctx.is_main:
+            save_checkpoint(self.run_dir / "checkpoints", link, source, train_state, weights)
+
+    def save_last(self) -> None:
+        """checkpoints/last, with all a resumed run needs to go on exactly from here."""
+        state = {"progress": self.progress.to_dict(), "optimizer": optimizer_state(self.model, self.optimizer),
+                 "ema": self.ema.state_dict() if self.ema else None,
+                 "scaler": self.scaler.state_dict() if self.scaler else None,
+                 "loader": self.train_loader.state_dict(), "rng": rng_state(), "config": to_dict(self.cfg)}
+        self.save("last", self.model, state)
+
+
+def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precision: str, model: torch.nn.Module,
+              state: dict[str, Any] | None, train_loader: EpochLoader, test_loader: EpochLoader, num_classes: int,
+              run_dir: Path, log: RunLog, schedule: Schedule) -> Run:
+    """The optimisation around the model, restored as a resumed run left it, with all else the stages share. FSDP2
+    replaces the parameters by shards, so the model (and its EMA copy) is wrapped before the optimiser takes them."""
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
     if ema and state and state["ema"]:
         ema.load_state_dict(state["ema"])
@@ -169,145 +265,137 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         restore_train_state(state, model, optimizer, scaler, train_loader)
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
-    stop = StopRequest()
-    epochs_of = "" if budget else f"/{cfg.schedule.epochs}"  # under a time budget the epoch count is not known
-    autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
+    return Run(cfg, ctx, device, precision, model, train_model, ema, optimizer, scaler, criterion, train_loader,
+               test_loader, num_classes, run_dir, log, schedule)
 
-    def checkpoint_state() -> dict[str, Any]:
-        return {"progress": dict(progress), "optimizer": optimizer_state(model, optimizer),
-                "ema": ema.state_dict() if ema else None, "scaler": scaler.state_dict() if scaler else None,
-                "loader": train_loader.state_dict(), "rng": rng_state(), "config": to_dict(cfg)}
 
-    def save(link: str, source: torch.nn.Module, train_state: dict[str, Any] | None) -> None:
-        weights = full_state_dict(source)  # FSDP2 gathers: every rank takes part, rank 0 writes
-        if ctx.is_main:
-            save_checkpoint(run_dir / "checkpoints", link, source, train_state, weights)
+def train_one_epoch(run: Run, epoch: int, stop: StopRequest) -> dict[str, Any]:
+    """One pass over the training data, or what the time budget leaves of it; returns the epoch's record."""
+    cfg, progress, schedule, loader = run.cfg, run.progress, run.schedule, run.train_loader
+    if progress.batch == 0:
+        loader.set_epoch(epoch)
+    run.train_model.train()
+    loss_sum, batches, started = 0.0, 0, time.time()
+    bar = tqdm(total=len(loader), initial=progress.batch, desc=schedule.epoch_label(epoch + 1),
+               disable=not (run.ctx.is_main and cfg.logging.progress), leave=False, dynamic_ncols=True)
+    for images, targets in loader:
+        micro = progress.batch % cfg.optim.accum_steps
+        position = schedule.position()
+        if micro == 0 and batches and schedule.finished():  # an epoch the budget cuts short has a step at least
+            break
+        lr = apply_schedule(run, position)
+        update = micro == cfg.optim.accum_steps - 1
+        loss = forward_backward(run, images, targets, epoch, sync=update or not run.ctx.enabled)
+        progress.batch += 1
+        loss_sum, batches = loss_sum + loss.item(), batches + 1
+        run.images_seen += images.shape[0] * run.ctx.world_size
+        bar.update(1)
+        if update:
+            optimizer_step(run.optimizer, run.model, run.scaler, cfg.optim.clip_grad)
+            if run.ema:
+                run.ema.update(run.model)
+            progress.step += 1
+            log_step(run, epoch, loss, lr, bar)
+            checkpoint_step(run, stop)
+    bar.close()
+    mean_loss = torch.tensor(loss_sum / max(batches, 1), device=run.device)
+    return {"kind": "epoch", "epoch": epoch + 1, "step": progress.step,
+            "train_loss": mean_over_ranks(mean_loss, run.ctx), "epoch_seconds": time.time() - started}
 
-    def save_last() -> None:
-        save("last", model, checkpoint_state())
 
-    start_time, images_seen = time.time(), 0
-    clock_start, seconds_before = time.monotonic(), progress["seconds"]
+def apply_schedule(run: Run, position: float) -> float:
+    """Sets the lr (scaled per group, as layer decay says) and the patch-drop rate the schedule gives at `position`;
+    returns the lr."""
+    lr = run.schedule.lr(position)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    run.model.set_patch_drop_rate(run.schedule.patch_drop_rate(position, run.model.cfg.patch_drop_rate))
+    return lr
 
-    def schedule_step() -> float:
-        """Where the run is in its schedule, in optimizer steps: the steps taken, or under a time budget, the budget's
-        share used so far; brings the clock (progress["seconds"], kept across resumes) up to date."""
-        seconds = seconds_before + time.monotonic() - clock_start
-        if budget and ctx.enabled:  # one clock for all ranks, or they would stop at different steps
-            seconds = mean_over_ranks(torch.tensor(seconds, device=device), ctx)
-        progress["seconds"] = seconds
-        return total_steps * min(1.0, seconds / budget) if budget else progress["step"]
 
-    with stop:
-        for epoch in itertools.count(progress["epoch"]) if budget else range(progress["epoch"], cfg.schedule.epochs):
-            if progress["batch"] == 0:
-                train_loader.set_epoch(epoch)
-            epoch_start_position = schedule_step() / steps_per_epoch if budget else epoch
-            stage_note = unfreeze_stage(model, math.floor(epoch_start_position), cfg.finetune)
-            if stage_note:
-                log.text(stage_note)
-            train_model.train()
-            epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.time()
-            bar = tqdm(total=len(train_loader), initial=progress["batch"], desc=f"epoch {epoch + 1}{epochs_of}",
-                       disable=not (ctx.is_main and cfg.logging.progress), leave=False, dynamic_ncols=True)
-            for images, targets in train_loader:
-                micro = progress["batch"] % cfg.optim.accum_steps
-                position = schedule_step()
-                if micro == 0 and epoch_batches and finished():  # an epoch the budget cuts short has a step at least
-                    break
-                lr = warmup_cosine(position, cfg.optim.lr, total_steps, warmup_steps, cfg.schedule.min_lr,
-                                   cfg.schedule.warmup_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                model.set_patch_drop_rate(staged_value(position / steps_per_epoch, model.cfg.patch_drop_rate,
-                                                       cfg.schedule.patch_drop_stages))
-                sync = micro == cfg.optim.accum_steps - 1 or not ctx.enabled
-                with gradient_sync(train_model, sync), autocast():
-                    loss = criterion(train_model(images), images, targets)
-                if not math.isfinite(loss.item()):
-                    raise NonFiniteLossError(
-                        f"loss became {loss.item()} at step {progress['step']} (epoch {epoch + 1}); the last good "
-                        f"checkpoint is {run_dir / 'checkpoints' / 'last'}. Lower optim.lr, set optim.clip_grad, "
-                        "or use precision=fp32")
-                scaled = loss / cfg.optim.accum_steps
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                progress["batch"] += 1
-                epoch_loss, epoch_batches = epoch_loss + loss.item(), epoch_batches + 1
-                images_seen += images.shape[0] * ctx.world_size
-                bar.update(1)
-                if micro != cfg.optim.accum_steps - 1:
-                    continue
-                optimizer_step(optimizer, model, scaler, cfg.optim.clip_grad)
-                if ema:
-                    ema.update(model)
-                progress["step"] += 1
-                if progress["step"] % cfg.logging.log_every_steps == 0:
-                    rate = images_seen / (time.time() - start_time)
-                    step_loss = mean_over_ranks(loss.detach(), ctx)
-                    clock = {"minutes": f"{progress['seconds'] / 60:.1f}/{budget / 60:g}"} if budget else {}
-                    bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}", **clock)
-                    log.metrics({"kind": "step", "step": progress["step"], "epoch": epoch + 1,
-                                 "epoch_float": epoch + progress["batch"] / len(train_loader),
-                                 "loss": step_loss, "lr": lr, "img_s": rate})
-                if cfg.checkpoint_every_steps and progress["step"] % cfg.checkpoint_every_steps == 0:
-                    save_last()
-                if stop.requested:
-                    save_last()
-                    raise TrainingInterrupted(f"stopped by {stop.requested} at step {progress['step']}; "
-                                              f"continue with --resume (run {run_dir})")
-            bar.close()
+def forward_backward(run: Run, images: torch.Tensor, targets: torch.Tensor, epoch: int, sync: bool) -> torch.Tensor:
+    """One micro-batch's loss, its gradient added to the accumulated ones (all-reduced across ranks if `sync`)."""
+    with gradient_sync(run.train_model, sync), run.autocast():
+        loss = run.criterion(run.train_model(images), images, targets)
+    if not math.isfinite(loss.item()):
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at step {run.progress.step} (epoch {epoch + 1}); the last good checkpoint is "
+            f"{run.run_dir / 'checkpoints' / 'last'}. Lower optim.lr, set optim.clip_grad, or use precision=fp32")
+    scaled = loss / run.cfg.optim.accum_steps
+    (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+    return loss
 
-            # end of epoch: evaluate the raw and the EMA weights (every eval_every_epochs of the schedule, and last),
-            # checkpoint, log; an epoch the time budget cut short is the last
-            end_step = schedule_step()  # the clock too, for the checkpoint
-            epoch_end_position = end_step / steps_per_epoch if budget else epoch + 1
-            progress.update(epoch=epoch + 1, batch=0)
-            last = finished()
-            mean_loss = torch.tensor(epoch_loss / max(epoch_batches, 1), device=device)
-            record = {"kind": "epoch", "epoch": epoch + 1, "step": progress["step"],
-                      "train_loss": mean_over_ranks(mean_loss, ctx), "epoch_seconds": time.time() - epoch_start}
-            scored = last or (math.floor(epoch_end_position / cfg.eval_every_epochs)
-                              > math.floor(epoch_start_position / cfg.eval_every_epochs))
-            if scored:
-                scores = evaluate(model, test_loader, num_classes, device, autocast_dtype, ctx)
-                record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_loss=scores["loss"])
-                if ema:
-                    ema_scores = evaluate(ema.module, test_loader, num_classes, device, autocast_dtype, ctx)
-                    record.update(ema_val_top1=ema_scores["top1"], ema_val_top5=ema_scores["top5"],
-                                  ema_val_loss=ema_scores["loss"])
-                value = record[cfg.best_metric]
-                improved = progress["best"] is None or (value < progress["best"] if cfg.best_metric.endswith("loss")
-                                                        else value > progress["best"])
-                if improved:
-                    progress.update(best=value, best_epoch=epoch + 1)
-                    save("best", ema.module if cfg.best_metric.startswith("ema_") else model, None)
-            log.metrics(record)  # before the checkpoint: a resumed run rewrites records past it, never loses one
-            save_last()
-            log.plot_curves()
-            test_note = f", test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%" if scored else ""
-            ema_note = f", EMA {record['ema_val_top1']:.2f}%" if scored and ema else ""
-            log.text(f"epoch {epoch + 1}{epochs_of}: train loss {record['train_loss']:.4f}"
-                     f"{test_note}{ema_note} ({record['epoch_seconds']:.1f}s)")
-            if last and budget:
-                log.text(f"time is up ({cfg.schedule.time_budget_minutes:g} minutes): {progress['step']} steps, "
-                         f"{progress['step'] / steps_per_epoch:.2f} passes over the training data")
-                break
 
-    schedule_step()  # the clock, final evaluation and checkpoint included
-    summary = {"run_dir": str(run_dir), "model": model.preset_name, "dataset": cfg.data.dataset,
-               "epochs": progress["epoch"], "steps": progress["step"], "final_top1": record["val_top1"],
-               "final_top5": record["val_top5"], "best_metric": cfg.best_metric, "best": progress["best"],
-               "best_epoch": progress["best_epoch"], "ema_final_top1": record.get("ema_val_top1"),
-               "device": str(device), "precision": precision, "world_size": ctx.world_size,
-               "skipped_bad_images": sorted({**getattr(train_loader, "bad_images", {}),
-                                             **getattr(test_loader, "bad_images", {})}),
-               "train_seconds": progress["seconds"]}
-    if ctx.is_main:
-        write_json(run_dir / "summary.json", summary)
-    log.text(f"done: test top-1 {summary['final_top1']:.2f}% (best {cfg.best_metric} {progress['best']:.2f} at epoch "
-             f"{progress['best_epoch']}); run saved in {run_dir}")
-    log.close()
-    return TrainResult(summary, model, ema.module if ema else None)
+def log_step(run: Run, epoch: int, loss: torch.Tensor, lr: float, bar: tqdm) -> None:
+    """Every logging.log_every_steps: the loss (the mean over ranks), lr and throughput, to the log and the bar."""
+    progress = run.progress
+    if progress.step % run.cfg.logging.log_every_steps:
+        return
+    rate = run.images_seen / (time.time() - run.started)
+    step_loss = mean_over_ranks(loss.detach(), run.ctx)
+    bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}", **run.schedule.clock_note())
+    run.log.metrics({"kind": "step", "step": progress.step, "epoch": epoch + 1,
+                     "epoch_float": epoch + progress.batch / len(run.train_loader),
+                     "loss": step_loss, "lr": lr, "img_s": rate})
+
+
+def checkpoint_step(run: Run, stop: StopRequest) -> None:
+    """Every checkpoint_every_steps, and on SIGINT/SIGTERM, which then ends the run where --resume picks it up."""
+    requested, every = stop.requested, run.cfg.checkpoint_every_steps
+    if requested or (every and run.progress.step % every == 0):
+        run.save_last()
+    if requested:
+        raise TrainingInterrupted(f"stopped by {requested} at step {run.progress.step}; continue with --resume "
+                                  f"(run {run.run_dir})")
+
+
+def evaluate_and_checkpoint(run: Run, record: dict[str, Any], scored: bool) -> None:
+    """Ends an epoch: the raw and EMA weights tested if `scored` (the best kept), then the record, the checkpoint and
+    the log line; the record goes first, so a resumed run rewrites records past its checkpoint but never loses one."""
+    cfg, progress = run.cfg, run.progress
+    if scored:
+        record.update(test_scores(run))
+        value = record[cfg.best_metric]
+        if progress.best is None or (value < progress.best if cfg.best_metric.endswith("loss")
+                                     else value > progress.best):
+            progress.best, progress.best_epoch = value, record["epoch"]
+            run.save("best", run.ema.module if cfg.best_metric.startswith("ema_") else run.model, None)
+    run.log.metrics(record)
+    run.save_last()
+    run.log.plot_curves()
+    test_note = f", test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%" if scored else ""
+    ema_note = f", EMA {record['ema_val_top1']:.2f}%" if scored and run.ema else ""
+    run.log.text(f"{run.schedule.epoch_label(record['epoch'])}: train loss {record['train_loss']:.4f}"
+                 f"{test_note}{ema_note} ({record['epoch_seconds']:.1f}s)")
+
+
+def test_scores(run: Run) -> dict[str, float]:
+    """Test loss, top-1 and top-5 of the raw weights and, with EMA, of its copy (ema_ keys)."""
+    raw = evaluate(run.model, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx)
+    scores = {"val_top1": raw["top1"], "val_top5": raw["top5"], "val_loss": raw["loss"]}
+    if run.ema:
+        ema = evaluate(run.ema.module, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx)
+        scores.update(ema_val_top1=ema["top1"], ema_val_top5=ema["top5"], ema_val_loss=ema["loss"])
+    return scores
+
+
+def summarize(run: Run, record: dict[str, Any]) -> dict[str, Any]:
+    """summary.json from the last epoch's record; train_seconds reads the clock (on every rank: under a time budget
+    they agree on it), so it counts the final evaluation and checkpoint."""
+    cfg, progress = run.cfg, run.progress
+    return {"run_dir": str(run.run_dir), "model": run.model.preset_name, "dataset": cfg.data.dataset,
+            "epochs": progress.epoch, "steps": progress.step, "final_top1": record["val_top1"],
+            "final_top5": record["val_top5"], "best_metric": cfg.best_metric, "best": progress.best,
+            "best_epoch": progress.best_epoch, "ema_final_top1": record.get("ema_val_top1"),
+            "device": str(run.device), "precision": run.precision, "world_size": run.ctx.world_size,
+            "skipped_bad_images": sorted({**getattr(run.train_loader, "bad_images", {}),
+                                          **getattr(run.test_loader, "bad_images", {})}),
+            "train_seconds": run.schedule.seconds()}
+
+
+def mean_seconds(seconds: float, ctx: DistContext, device: torch.device) -> float:
+    """A clock reading every rank agrees on (their mean), so that all stop at the same step under a time budget."""
+    return mean_over_ranks(torch.tensor(seconds, device=device), ctx) if ctx.enabled else seconds
 
 
 def mean_over_ranks(value: torch.Tensor, ctx: DistContext) -> float:
