@@ -73,10 +73,10 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     # the split seed stays fixed (one test set per dataset); unreadable images stop the run unless skipped and counted
     train_set = build_dataset(cfg.data.dataset, split="train", skip_bad_images=cfg.data.skip_bad_images)
     test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
-    model, model_notes, stats = prepare_model(cfg, config, overrides, resume, train_set)
+    model, model_notes = prepare_model(cfg, config, overrides, resume, train_set)
     model.to(device)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
-    train_loader, test_loader, steps_per_epoch = build_loaders(cfg, ctx, device, model, stats, train_set, test_set)
+    train_loader, test_loader, steps_per_epoch = build_loaders(cfg, ctx, device, model, train_set, test_set)
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / run_name(cfg, model)
@@ -118,8 +118,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
 
 
 def prepare_model(cfg: TrainConfig, config: TrainConfig | dict | str | None, overrides: list[str] | dict | None,
-                  resume: bool, train_set: Dataset) -> tuple[torch.nn.Module, list[str], Preprocess]:
-    """The model to train, notes on how it was made for the log, and the normalisation its data gets."""
+                  resume: bool, train_set: Dataset) -> tuple[torch.nn.Module, list[str]]:
+    """The model to train, with the preprocessing its data gets (model.preprocess), and notes for the log."""
     num_classes = len(train_set.classes)
 
     # model: as the run's last checkpoint describes it (resume), the checkpoint's own architecture with this run's
@@ -138,11 +138,11 @@ def prepare_model(cfg: TrainConfig, config: TrainConfig | dict | str | None, ove
              else Preprocess(tuple(train_set.mean), tuple(train_set.std))).for_channels(model.cfg.in_chans)
     model.preprocess = Preprocess(stats.mean, stats.std, cfg.data.augment.interpolation, cfg.data.augment.crop_pct)
     model.class_names = list(train_set.classes)
-    return model, model_notes, stats
+    return model, model_notes
 
 
 def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, model: torch.nn.Module,
-                  stats: Preprocess, train_set: Dataset, test_set: Dataset) -> tuple[EpochLoader, EpochLoader, int]:
+                  train_set: Dataset, test_set: Dataset) -> tuple[EpochLoader, EpochLoader, int]:
     """This rank's share of each optimizer step's batch, in optim.accum_steps micro-batches; the test batches; and
     the optimizer steps per epoch."""
     world_batch = cfg.data.batch_size
