@@ -1,24 +1,28 @@
-"""vitkit's fastest CPU inference beside timm's bf16: same weights, same process, alternating repeats.
+"""Every CPU inference backend side by side, with timm's bf16: same weights, same process, alternating repeats.
 
-    python benchmarks/inference.py                                   # ViT-S/16, batch 8 (about 5 minutes)
+    python benchmarks/inference.py                                   # ViT-S/16, batch 8 (about 6 minutes)
     python benchmarks/inference.py --model vit_cifar_patch4_32 --batch 64
 
-Timed settings: bf16 autocast (how timm is usually run in bf16), the model cast to bf16, the cast model compiled
-with frozen weights, and vitkit with int8 linear layers (vitkit.export.quantize_int8, the rest in fp32: eager, and
-compiled with vitkit.export.compile_int8); timm's rows appear when timm is importable (see
-timm_import.py). Prints images/s, the ratio to timm's autocast (else vitkit's), the share of the measured bf16
-matmul peak and the largest logit difference from fp32; writes benchmarks/results/inference.json.
+Timed settings: vitkit fp32 eager (the reference every ratio of `vitkit bench --backend` uses), bf16 autocast (how
+timm is usually run in bf16), the model cast to bf16, the cast model compiled with frozen weights, vitkit with int8
+linear layers (vitkit.export.quantize_int8, the rest in fp32: eager, and compiled with vitkit.export.compile_int8),
+and ONNX Runtime in fp32 and in int8 (onnxruntime's dynamic quantization), both built by
+vitkit.export.optimize_for_inference; timm's rows appear when timm is importable (see timm_import.py). Prints
+images/s, the ratio to timm's autocast (else vitkit's), the share of the measured bf16 matmul peak and the largest
+logit difference from fp32; writes benchmarks/results/inference.json.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import sys
+import tempfile
 from typing import Any, Callable
 
 import torch
 
 from vitkit.bench import Timing, achieved_flops, alternating_rates, inference_fn, peak_matmul_flops, timm_twin
-from vitkit.export import compile_int8, quantize_int8
+from vitkit.export import compile_int8, optimize_for_inference, quantize_int8
 from vitkit.models.profile import count_flops
 from vitkit.report import format_table, write_json
 
@@ -36,16 +40,20 @@ def autocast_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
     return step
 
 
-def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool) -> dict[str, Callable[[], Any]]:
-    """Every (implementation, setting) pair as a ready-to-time step, each on its own copy of the weights."""
+def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool, cache: str) -> dict[str, Callable[[], Any]]:
+    """Every (implementation, setting) pair as a ready-to-time step, each on its own copy of the weights; the ONNX
+    files are built in `cache`."""
     twins = {"vitkit": lambda: copy.deepcopy(model)} | ({"timm": lambda: timm_twin(model)} if with_timm else {})
-    steps = {}
+    steps = {"vitkit fp32": inference_fn(copy.deepcopy(model), x, "fp32")}
     for impl, make in twins.items():
         steps[f"{impl} bf16 autocast"] = autocast_fn(make(), x)
         steps[f"{impl} bf16 weights"] = inference_fn(make(), x, "bf16")
         steps[f"{impl} bf16 compiled"] = inference_fn(torch.compile(make(), options={"freezing": True}), x, "bf16")
     steps["vitkit int8"] = inference_fn(quantize_int8(copy.deepcopy(model)), x, "int8")
     steps["vitkit int8 compiled"] = inference_fn(compile_int8(quantize_int8(copy.deepcopy(model))), x, "int8")
+    for backend in ("ort-fp32", "ort-int8"):
+        run = optimize_for_inference(model, x, backend=backend, cache_dir=cache)
+        steps[backend.replace("-", " ")] = functools.partial(run, x)
     return steps
 
 
@@ -56,7 +64,8 @@ def main() -> int:
     model.eval()
     with torch.inference_mode():
         reference = model(x)
-    steps = settings(model, x, timm is not None)
+    with tempfile.TemporaryDirectory() as cache:
+        steps = settings(model, x, timm is not None, cache)
     errors = {name: (step().float() - reference).abs().max().item() for name, step in steps.items()}  # + compiles
     timing = Timing(args.min_time, args.repeats)
     rates = alternating_rates(steps, args.batch, timing, x.device)

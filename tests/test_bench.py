@@ -111,3 +111,19 @@ def test_bench_timm_without_timm_says_how_to_get_it(monkeypatch):
 def test_plain_baseline_refuses_architectures_it_does_not_cover():
     with pytest.raises(ValueError, match="rope=True"):
         plain_twin(create_model("vit5_small_patch16_224", img_size=32))
+
+
+def test_bench_best_times_the_backend_choice_beside_torch_fp32(tmp_path, capsys, monkeypatch):
+    from vitkit.export import Kernels, backends
+
+    monkeypatch.setattr(backends, "cpu_kernels", lambda: Kernels(avx2=True, avx512=True, vnni=True, avx512_bf16=True))
+    monkeypatch.setattr(backends, "ort_available", lambda: False)  # auto, lossless, without ORT: torch-fp32
+    assert main(["bench", "vit_cifar_patch4_32", "--batch", "2", "--best", "--backend", "torch-bf16", "--threads", "1",
+                 "--min-time", "0.01", "--repeats", "1", "--json", str(tmp_path / "bench.json")]) == 0
+    out = capsys.readouterr().out
+    assert "measured fp32 matmul peak" in out and "measured bf16 matmul peak" in out
+    records = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["impl"], r["dtype"]) for r in records] == [("torch-fp32 (auto)", "fp32"), ("torch-bf16", "bf16")]
+    assert records[1]["ratio_to_vitkit"] == pytest.approx(records[1]["img_s"] / records[0]["img_s"])
+    assert main(["bench", "vit_cifar_patch4_32", "--best", "--train"]) == 2
+    assert "drop --train" in capsys.readouterr().err

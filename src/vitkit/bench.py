@@ -9,15 +9,16 @@ import argparse
 import contextlib
 import functools
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .export import compile_int8, quantize_int8
+from .export import compile_int8, optimize_for_inference, quantize_int8
 from .models import create_model
 from .models.profile import count_flops
 
@@ -305,4 +306,35 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
                             ratio_to_vitkit=rate / rates["vitkit"], gflop_s=achieved / 1e9,
                             peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak,
                             first_call_s=first[label], peak_mem_mib=memory, fused_sdpa=fused[label]))
+    return records
+
+
+def bench_backends(name: str, backends: Sequence[str], batch: int = 8, allow_int8: bool = False,
+                   timing: Timing = Timing()) -> list[dict[str, Any]]:
+    """Inference images/s of backends ("auto": optimize_for_inference's choice) beside torch-fp32, alternating, so
+    the choice can be checked on the machine it was made for. ONNX files are built afresh in a temporary folder:
+    first_call_s is each backend's whole set-up (export, quantization, compilation) plus one call."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    cfg = model.cfg
+    x = torch.randn(batch, cfg.in_chans, *cfg.img_size)
+    flops = count_flops(model, cfg.img_size, cfg.in_chans)
+    built, chosen = {}, None
+    with tempfile.TemporaryDirectory() as cache:
+        for asked in dict.fromkeys(["torch-fp32", *backends]):
+            start = time.perf_counter()
+            backend = optimize_for_inference(model, x, allow_int8, asked, cache)
+            built.setdefault(backend.name, (functools.partial(backend, x), time.perf_counter() - start))
+            chosen = backend.name if asked == "auto" else chosen
+        rates = alternating_rates({label: fn for label, (fn, _) in built.items()}, batch, timing, x.device)
+    records = []
+    for label, rate in rates.items():
+        dtype = label.split("-")[1]
+        peak = peak_matmul_flops(DTYPES[dtype], x.device, timing)
+        achieved = achieved_flops(rate, flops, train=False)
+        records.append(dict(model=name, impl=label + (" (auto)" if label == chosen else ""), mode="infer",
+                            dtype=dtype, batch=batch, compile=label == "torch-int8", threads=torch.get_num_threads(),
+                            img_s=rate, ratio_to_vitkit=rate / rates["torch-fp32"], gflop_s=achieved / 1e9,
+                            peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak, first_call_s=built[label][1],
+                            peak_mem_mib=None, fused_sdpa=None))
     return records

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .config import parse_overrides
 from .report import format_table
+
+if TYPE_CHECKING:
+    from .export import InferenceBackend
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -106,19 +109,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Top-1, top-5 and per-class accuracy of a run or checkpoint, a confusion-matrix PNG and a JSON report."""
     from pathlib import Path
 
-    from .inference import evaluate_on, load_model, plot_confusion
+    from .inference import evaluate_on, plot_confusion
     from .report import write_json
 
     data = _dataset_of(args.checkpoint, args.data)
     if data is None:
         raise ValueError(f"{args.checkpoint} is not a training run, so its dataset is unknown; pass --data SPEC "
                          "(e.g. --data digits or --data cifar10:/path)")
-    model = load_model(args.checkpoint, args.device, int8=args.int8)
-    scores = evaluate_on(model, data, split=args.split, batch_size=args.batch_size, device=args.device)
+    backend = _load_backend(args)
+    scores = evaluate_on(backend, data, split=args.split, batch_size=args.batch_size, device=args.device)
     out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
-    report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "int8": args.int8, **scores}
+    report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "backend": backend.name,
+              "int8": backend.name.endswith("int8"), **scores}
     write_json(out / "eval.json", report)
     rows = [[name, round(acc, 2)] for name, acc in zip(scores["classes"], scores["per_class"])]
     print(format_table(rows, ["class", "accuracy (%)"]))
@@ -141,12 +145,29 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="output folder (default: <run>/eval)")
-    _int8_argument(parser)
+    _backend_arguments(parser)
 
 
-def _int8_argument(parser: argparse.ArgumentParser) -> None:
+def _backend_arguments(parser: argparse.ArgumentParser) -> None:
+    from .export import BACKENDS
+
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                        help="how the model runs (default auto: the measured fastest for this CPU, lossless unless "
+                             "--int8; see docs/export.md)")
     parser.add_argument("--int8", action="store_true",
-                        help="quantize the transformer's linear layers to int8 (faster on CPU; eval shows the cost)")
+                        help="allow int8 quantization (faster on CPU; eval shows the cost)")
+
+
+def _load_backend(args: argparse.Namespace) -> InferenceBackend:
+    """The checkpoint behind --backend, announced on stderr in one line (stdout stays the command's output)."""
+    from .inference import load_backend
+
+    try:
+        backend = load_backend(args.checkpoint, args.backend, allow_int8=args.int8, device=args.device)
+    except ImportError as missing:
+        raise SystemExit(f"vitkit {args.command}: {missing}")
+    print(f"vitkit {args.command}: backend {backend.describe()}", file=sys.stderr)
+    return backend
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -154,10 +175,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
 
-    from .inference import load_model, predict
+    from .inference import predict
 
-    model = load_model(args.checkpoint, args.device, int8=args.int8)
-    predictions = predict(model, args.inputs, topk=args.topk, device=args.device)
+    predictions = predict(_load_backend(args), args.inputs, topk=args.topk, device=args.device)
     if args.format == "json":
         print(json.dumps([{"path": p.path, "top": [{"class": c, "probability": v} for c, v in p.top]}
                           for p in predictions], indent=2))
@@ -180,7 +200,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
     parser.add_argument("--device", default="cpu")
-    _int8_argument(parser)
+    _backend_arguments(parser)
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -300,19 +320,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Images/s, FLOP/s and fraction of the measured matmul peak of one preset, optionally beside a plain ViT."""
     import torch
 
-    from .bench import Timing, bench
+    from .bench import Timing, bench, bench_backends
     from .report import write_json
 
+    backends = list(args.backend) + (["auto"] if args.best else [])
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or previous_threads)
     timing = Timing(min_time=args.min_time, repeats=args.repeats, warmup=args.warmup)
     try:
-        records = bench(args.model, batch=args.batch, dtype=args.dtype, train=args.train, compile_=args.compile,
-                        baseline=args.baseline, timm=args.timm, device=args.device, timing=timing)
+        if backends:
+            _check_backend_bench(args)
+            records = bench_backends(args.model, backends, batch=args.batch, allow_int8=args.int8, timing=timing)
+        else:
+            records = bench(args.model, batch=args.batch, dtype=args.dtype, train=args.train, compile_=args.compile,
+                            baseline=args.baseline, timm=args.timm, device=args.device, timing=timing)
     except ImportError as missing:
-        if not args.timm:
-            raise
-        raise SystemExit(f"--timm needs an importable timm (pip install timm; it imports torchvision): {missing}")
+        if args.timm:
+            raise SystemExit(f"--timm needs an importable timm (pip install timm; it imports torchvision): {missing}")
+        if backends:
+            raise SystemExit(f"vitkit bench: {missing}")
+        raise
     finally:
         torch.set_num_threads(previous_threads)
     rows = [[r["impl"], r["mode"], r["dtype"], r["batch"], r["threads"], round(r["img_s"], 1),
@@ -321,14 +348,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
             for r in records]
     print(format_table(rows, ["impl", "mode", "dtype", "batch", "threads", "img/s", "x vitkit", "GFLOP/s",
                               "% peak", "1st call s", "peak MiB"]))
-    print(f"measured {args.dtype} matmul peak: {records[0]['peak_gflop_s']:.0f} GFLOP/s")
+    for dtype, peak in {r["dtype"]: r["peak_gflop_s"] for r in records}.items():
+        print(f"measured {dtype} matmul peak: {peak:.0f} GFLOP/s")
     if args.json:
         print(f"written to {write_json(args.json, records)}")
     return 0
 
 
+def _check_backend_bench(args: argparse.Namespace) -> None:
+    """--backend / --best time CPU inference backends, each with its own dtype and compilation."""
+    clashing = [flag for flag, on in (("--train", args.train), ("--baseline", args.baseline), ("--timm", args.timm),
+                                      ("--compile", args.compile), ("--dtype", args.dtype != "fp32"),
+                                      ("--device", args.device != "cpu")) if on]
+    if clashing:
+        raise ValueError(f"--backend and --best time CPU inference backends, each in its own dtype: drop "
+                         f"{', '.join(clashing)}")
+
+
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     from .bench import add_timing_arguments
+    from .export import BACKENDS
 
     parser.add_argument("model", help="preset name, e.g. vit_cifar_patch4_32")
     parser.add_argument("--batch", type=int, default=32)
@@ -340,6 +379,12 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", action="store_true", help="time a full training step instead of inference")
     parser.add_argument("--baseline", action="store_true", help="also time a plain PyTorch ViT with the same weights")
     parser.add_argument("--timm", action="store_true", help="also time timm's VisionTransformer with the same weights")
+    parser.add_argument("--backend", nargs="+", default=[], choices=("auto", *BACKENDS),
+                        help="time these inference backends beside torch-fp32 (CPU; first call s = the set-up: "
+                             "ONNX export, quantization, compilation)")
+    parser.add_argument("--best", action="store_true",
+                        help="time optimize_for_inference's choice for this CPU beside torch-fp32 (--backend auto)")
+    parser.add_argument("--int8", action="store_true", help="let --best / auto choose an int8 backend")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_timing_arguments(parser)
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
 
@@ -19,6 +19,9 @@ from .data.loader import cover_and_center  # noqa: E402
 from .data.transforms import EvalTransform, scale_size  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
 
+if TYPE_CHECKING:
+    from .export import InferenceBackend
+
 
 def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> torch.nn.Module:
     """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads;
@@ -30,13 +33,27 @@ def load_model(source: str | Path, device: str | torch.device = "cpu", int8: boo
     return quantize_int8(model) if int8 else model  # on the device: it picks attention's dtype for that hardware
 
 
-def class_names(model: torch.nn.Module) -> list[str]:
+def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = False,
+                 device: str | torch.device = "cpu") -> InferenceBackend:
+    """load_model behind optimize_for_inference's backend, its ONNX files cached beside the checkpoint (else in the
+    user's cache), so a second predict or eval starts at once."""
+    from .checkpoints import from_pretrained, resolve_checkpoint
+    from .export import cache_dir_for, optimize_for_inference
+
+    checkpoint = resolve_checkpoint(source)
+    model = from_pretrained(checkpoint).to(device).eval()
+    example = torch.zeros(2, model.cfg.in_chans, *model.cfg.img_size, device=device)
+    return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
+
+
+def class_names(model: torch.nn.Module | InferenceBackend) -> list[str]:
     return list(model.class_names or [str(i) for i in range(model.cfg.num_classes)])
 
 
-def evaluate_on(model: torch.nn.Module, spec: str, split: str = "test", batch_size: int = 256,
+def evaluate_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str = "test", batch_size: int = 256,
                 device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Top-1/top-5/per-class accuracy and confusion on a dataset, with the model's own preprocessing."""
+    """Top-1/top-5/per-class accuracy and confusion on a dataset, with the model's own preprocessing (a model or an
+    InferenceBackend)."""
     from .evaluation import evaluate
 
     dataset = build_dataset(spec, split=split)
@@ -94,8 +111,8 @@ def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, inputs: Sequence[str | Path], topk: int = 5, batch_size: int = 64,
-            device: str | torch.device = "cpu") -> list[Prediction]:
+def predict(model: torch.nn.Module | InferenceBackend, inputs: Sequence[str | Path], topk: int = 5,
+            batch_size: int = 64, device: str | torch.device = "cpu") -> list[Prediction]:
     """Top-k (class name, probability) per image, preprocessed exactly as the checkpoint says."""
     prep, cfg = model.preprocess, model.cfg
     transform = EvalTransform(cfg.img_size, prep, cfg.in_chans, cropped=True)
