@@ -114,9 +114,11 @@ def test_plain_baseline_refuses_architectures_it_does_not_cover():
 
 
 def test_bench_best_times_the_backend_choice_beside_torch_fp32(tmp_path, capsys, monkeypatch):
-    from vitkit.export import Kernels, backends
+    from vitkit.export import backends
+    from vitkit.hardware import CpuKernels
 
-    monkeypatch.setattr(backends, "cpu_kernels", lambda: Kernels(avx2=True, avx512=True, vnni=True, avx512_bf16=True))
+    zen4 = CpuKernels("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+    monkeypatch.setattr(backends, "cpu_kernels", lambda: zen4)
     monkeypatch.setattr(backends, "ort_available", lambda: False)  # auto, lossless, without ORT: torch-fp32
     assert main(["bench", "vit_cifar_patch4_32", "--batch", "2", "--best", "--backend", "torch-bf16", "--threads", "1",
                  "--min-time", "0.01", "--repeats", "1", "--json", str(tmp_path / "bench.json")]) == 0

@@ -102,3 +102,13 @@ def test_matmul_rates_are_measured_once_per_cpu_torch_and_threads(monkeypatch, t
     (key,) = [k for k in json.loads((tmp_path / "matmul_rates.json").read_text()) if "1 threads" in k]
     assert torch.__version__ in key and hardware.cpu_kernels().cpu_class in key
 
+
+
+def test_bench_in_an_emulated_dtype_warns_with_the_rates(monkeypatch, capsys):
+    from vitkit.cli import main
+
+    monkeypatch.setattr(hardware, "cpu_kernels", lambda: AVX2_EPYC)
+    monkeypatch.setattr(hardware, "matmul_rates", lambda: {"fp32": 198.0, "bf16": 45.0, "int8": 4.7})
+    assert main(["bench", "vit_cifar_patch4_32", "--batch", "2", "--dtype", "bf16", "--threads", "1",
+                 "--min-time", "0.01", "--repeats", "1", "--warmup", "1"]) == 0
+    assert "bf16 45 GFLOP/s against fp32 198" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Prints a preset's module tree, its token sequence, parameters and FLOPs."""
     import torch
 
-    from .models import create_model, get_preset
+    from .models import create_model
     from .models.profile import count_flops, count_params
 
     overrides = parse_overrides(args.overrides)
@@ -321,9 +321,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from .bench import Timing, bench, bench_backends
+    from .hardware import slower_than_fp32
     from .report import write_json
 
     backends = list(args.backend) + (["auto"] if args.best else [])
+    if not backends and args.device == "cpu" and (warning := slower_than_fp32(args.dtype)):
+        print(f"vitkit bench: warning: {warning}", file=sys.stderr)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or previous_threads)
     timing = Timing(min_time=args.min_time, repeats=args.repeats, warmup=args.warmup)

@@ -11,7 +11,8 @@ from vitkit import create_model
 from vitkit.checkpoints import resolve_checkpoint
 from vitkit.cli import main
 from vitkit.data import build_dataset, build_loader
-from vitkit.export import BACKENDS, Kernels, cache_dir_for, optimize_for_inference, pick_backend
+from vitkit.export import BACKENDS, cache_dir_for, optimize_for_inference, pick_backend
+from vitkit.hardware import CpuKernels
 from vitkit.export import backends, ort
 from vitkit.inference import load_model
 from vitkit.train import train
@@ -20,9 +21,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-AVX2 = Kernels(avx2=True)
-AVX512_VNNI_BF16 = Kernels(avx2=True, avx512=True, vnni=True, avx512_bf16=True)
-ARM = Kernels()
+AVX2 = CpuKernels("x86_64", frozenset({"avx2", "fma"}))
+AVX512_VNNI_BF16 = CpuKernels("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+ARM = CpuKernels("aarch64", frozenset({"asimd"}))
 TINY = dict(img_size=8, patch_size=2, in_chans=1, embed_dim=32, depth=1, num_heads=2, num_classes=10)
 
 
@@ -75,7 +76,8 @@ def test_ort_backends_answer_as_the_model_on_digits_and_reuse_their_files(digits
     (AVX2, "ort-fp32", "ort-int8", True),
     (AVX512_VNNI_BF16, "ort-fp32", "torch-int8", True),
     (ARM, "torch-fp32", "torch-fp32", False),
-    (Kernels(avx2=True, avx512=True, vnni=True, avx512_bf16=True, amx=True), "torch-fp32", "torch-fp32", False),
+    (CpuKernels("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"})), "torch-fp32",
+     "torch-fp32", False),
 ])
 def test_pick_backend_follows_the_measured_table_per_cpu_class(kernels, lossless, with_int8, measured):
     assert pick_backend(backends.LOSSLESS, kernels)[0] == lossless
@@ -107,7 +109,7 @@ def test_forcing_a_backend_the_cpu_lacks_warns_once(monkeypatch):
     monkeypatch.setattr(backends, "_warned", set())
     model = create_model("vit_cifar_patch4_32", **TINY).eval()
     images = torch.randn(2, 1, 8, 8)
-    with pytest.warns(UserWarning, match="torch-bf16 forced on a CPU without avx512_bf16 or amx"):
+    with pytest.warns(UserWarning, match="torch-bf16 forced on a CPU without AVX512-BF16, AMX or ARM BF16"):
         bf16 = optimize_for_inference(model, images, backend="torch-bf16")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vitkit import ViTConfig, VisionTransformer, create_model
+from vitkit import ViTConfig, create_model
 
 TINY = dict(embed_dim=32, depth=2, num_heads=4, num_classes=5)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from ..hardware import CpuKernels, cpu_kernels
 from .ort import INSTALL_HINT, cache_dir_for, onnx_file, ort_available, ort_runner
 from .quantize import compile_int8, quantize_int8
 
@@ -19,62 +19,26 @@ BACKENDS = ("torch-fp32", "torch-bf16", "torch-int8", "ort-fp32", "ort-int8")
 LOSSLESS = ("torch-fp32", "ort-fp32")  # the logits of the fp32 model to float rounding; the others round weights
 
 
-@dataclass(frozen=True)
-class Kernels:
-    """What the CPU computes natively, as far as the backend table cares."""
-
-    avx2: bool = False
-    avx512: bool = False
-    vnni: bool = False
-    avx512_bf16: bool = False
-    amx: bool = False
-
-
-def cpu_kernels() -> Kernels:
-    """This CPU's Kernels from /proc/cpuinfo's flags (none elsewhere, e.g. ARM or macOS): a stand-in, in one place,
-    for the detection vitkit.hardware will provide."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return Kernels()
-    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-    return Kernels(avx2="avx2" in flags, avx512="avx512f" in flags, vnni=bool({"avx512_vnni", "avx_vnni"} & flags),
-                   avx512_bf16="avx512_bf16" in flags, amx="amx_tile" in flags)
-
-
-def cpu_class(kernels: Kernels) -> str:
-    """The row of RANKINGS a CPU falls in, from its most capable matrix instructions down."""
-    if kernels.amx:
-        return "amx"
-    if kernels.avx512 and kernels.vnni:
-        return "avx512-vnni-bf16" if kernels.avx512_bf16 else "avx512-vnni"
-    if kernels.avx512:
-        return "avx512"
-    if kernels.avx2:
-        return "avx2-vnni" if kernels.vnni else "avx2"
-    return "other"
-
-
 # Images/s as a multiple of torch-fp32's, ViT-S/16 at batch 8 on 2 threads, alternating repeats (`vitkit bench
 # vit_small_patch16_224 --batch 8 --threads 2 --backend ...`); auto picks the fastest allowed. A backend a row leaves
 # out was not timed there. The runs are in docs/export.md.
 RANKINGS: dict[str, tuple[dict[str, float], str]] = {
-    "avx512-vnni-bf16": (
+    "x86 AVX-512 + VNNI + BF16": (
         {"torch-int8": 2.65, "ort-int8": 2.28, "torch-bf16": 1.94, "ort-fp32": 1.21, "torch-fp32": 1.0},
         "measured on AMD EPYC with avx512_vnni and avx512_bf16, no AMX"),
-    "avx2": (
+    "x86 AVX2": (
         {"ort-int8": 2.0, "ort-fp32": 1.39, "torch-fp32": 1.0, "torch-int8": 0.05},  # torch-fp32 7.8-8.8 img/s: 8.3
         "measured on AMD EPYC with AVX2, no VNNI or bf16"),
 }
 UNMEASURED = ({"torch-fp32": 1.0}, "not measured, so the conservative default")
 # What a backend needs to run at speed; forced without it, it still runs, emulated or on slow kernels.
-NEEDS = {"torch-bf16": ("avx512_bf16", "amx"), "torch-int8": ("vnni", "amx")}
+NEEDS = {"torch-bf16": ("native_bf16", "AVX512-BF16, AMX or ARM BF16"), "torch-int8": ("fast_int8", "VNNI or AMX")}
 _warned: set[str] = set()
 
 
-def pick_backend(candidates: Sequence[str], kernels: Kernels) -> tuple[str, str]:
+def pick_backend(candidates: Sequence[str], kernels: CpuKernels) -> tuple[str, str]:
     """The candidate measured fastest on this CPU's class (torch-fp32 where none was timed), and why in words."""
-    kind = cpu_class(kernels)
+    kind = kernels.cpu_class
     speedups, measured = RANKINGS.get(kind, UNMEASURED)
     chosen = max((name for name in speedups if name in candidates), key=speedups.__getitem__, default="torch-fp32")
     return chosen, f"{speedups.get(chosen, 1.0):.2f}x torch-fp32 on CPU class {kind}, {measured}"
@@ -134,7 +98,7 @@ def optimize_for_inference(model: nn.Module, example_batch: torch.Tensor, allow_
     return inference
 
 
-def _auto(allow_int8: bool, device: torch.device, kernels: Kernels) -> tuple[str, str]:
+def _auto(allow_int8: bool, device: torch.device, kernels: CpuKernels) -> tuple[str, str]:
     """pick_backend over what may run: lossless unless int8 is allowed, ORT only on the CPU and when installed."""
     if device.type != "cpu":
         return "torch-fp32", f"auto on {device.type}: the backend table covers CPUs only"
@@ -147,13 +111,14 @@ def _auto(allow_int8: bool, device: torch.device, kernels: Kernels) -> tuple[str
     return name, f"auto, {'int8 allowed' if allow_int8 else 'lossless'}: {reason}{note}"
 
 
-def _warn_if_slow(name: str, device: torch.device, kernels: Kernels) -> None:
+def _warn_if_slow(name: str, device: torch.device, kernels: CpuKernels) -> None:
     """Warns once per backend forced onto a CPU without the instructions it needs."""
     needs = NEEDS.get(name)
-    if device.type == "cpu" and needs and not any(getattr(kernels, flag) for flag in needs) and name not in _warned:
+    if device.type == "cpu" and needs and not getattr(kernels, needs[0]) and name not in _warned:
         _warned.add(name)
-        warnings.warn(f"{name} forced on a CPU without {' or '.join(needs)}: it runs, but emulated or on slow kernels "
-                      "(often slower than torch-fp32); backend='auto' picks the measured fastest", stacklevel=3)
+        warnings.warn(f"{name} forced on a CPU without {needs[1]} ({kernels.cpu_class}): it runs, but emulated or on "
+                      "slow kernels (often slower than torch-fp32); backend='auto' picks the measured fastest",
+                      stacklevel=3)
 
 
 def _torch_runner(model: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -163,25 +128,25 @@ def _torch_runner(model: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tenso
     return run
 
 
-def _torch_fp32(model: nn.Module, cache_dir: Path, kernels: Kernels) -> Callable[[torch.Tensor], torch.Tensor]:
+def _torch_fp32(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model as it is (a copy only when it is not fp32)."""
     fp32 = all(p.dtype == torch.float32 for p in model.parameters())
     return _torch_runner(model if fp32 else copy.deepcopy(model).float(), torch.float32)
 
 
-def _torch_bf16(model: nn.Module, cache_dir: Path, kernels: Kernels) -> Callable[[torch.Tensor], torch.Tensor]:
+def _torch_bf16(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
     """A copy cast to bf16: no per-call weight casts, as benchmarks/inference.py measured against autocast."""
     return _torch_runner(copy.deepcopy(model).to(torch.bfloat16), torch.bfloat16)
 
 
-def _torch_int8(model: nn.Module, cache_dir: Path, kernels: Kernels) -> Callable[[torch.Tensor], torch.Tensor]:
+def _torch_int8(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
     """vitkit's int8 linear layers on a float copy, compiled (eager int8 runs its rounding as separate operators)."""
     return _torch_runner(compile_int8(quantize_int8(copy.deepcopy(model).float())), torch.float32)
 
 
-def _ort(name: str) -> Callable[[nn.Module, Path, Kernels], Callable[[torch.Tensor], torch.Tensor]]:
-    def build(model: nn.Module, cache_dir: Path, kernels: Kernels) -> Callable[[torch.Tensor], torch.Tensor]:
-        reduce_range = kernels.avx2 and not (kernels.vnni or kernels.amx)
+def _ort(name: str) -> Callable[[nn.Module, Path, CpuKernels], Callable[[torch.Tensor], torch.Tensor]]:
+    def build(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
+        reduce_range = kernels.x86 and not kernels.fast_int8
         return ort_runner(onnx_file(model, name, cache_dir, reduce_range), torch.get_num_threads())
     return build
 

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -73,6 +74,8 @@ def onnx_file(model: nn.Module, backend: str, cache_dir: str | os.PathLike, redu
 def _cached(path: Path, build: Callable[[Path], Any]) -> Path:
     """Builds path once, through a temporary name, so a concurrent or interrupted build never leaves half a file."""
     if not path.is_file():
+        print(f"vitkit: building {path.name} once (cached for later runs in {path.parent})", file=sys.stderr,
+              flush=True)  # a large model takes tens of seconds to export
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.onnx")
         try:

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import (Block, ConvStem, PatchDropout, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias,
