@@ -7,7 +7,8 @@ Timed settings: vitkit fp32 eager (the reference every ratio of `vitkit bench --
 timm is usually run in bf16), the model cast to bf16, the cast model compiled with frozen weights, vitkit with int8
 linear layers (vitkit.export.quantize_int8, the rest in fp32: eager, and compiled with vitkit.export.compile_int8),
 and ONNX Runtime in fp32 and in int8 (onnxruntime's dynamic quantization), both built by
-vitkit.export.optimize_for_inference; timm's rows appear when timm is importable (see timm_import.py). Prints
+vitkit.export.optimize_for_inference; timm's rows (fp32 and bf16) appear when timm is importable (see
+timm_import.py), torchao's dynamic int8 compiled when torchao is installed (`pip install --no-deps torchao`). Prints
 images/s, the ratio to timm's autocast (else vitkit's), the share of the measured bf16 matmul peak and the largest
 logit difference from fp32; writes benchmarks/results/inference.json.
 """
@@ -40,17 +41,33 @@ def autocast_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
     return step
 
 
+def torchao_int8(model: torch.nn.Module) -> torch.nn.Module | None:
+    """A copy with torchao's dynamic int8 (int8 weights and activations), the well-kept library beside vitkit's own
+    Int8Linear; None where torchao does not import."""
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        return None
+    copied = copy.deepcopy(model).eval()
+    quantize_(copied, Int8DynamicActivationInt8WeightConfig())
+    return copied
+
+
 def settings(model: torch.nn.Module, x: torch.Tensor, with_timm: bool, cache: str) -> dict[str, Callable[[], Any]]:
     """Every (implementation, setting) pair as a ready-to-time step, each on its own copy of the weights; the ONNX
     files are built in `cache`."""
     twins = {"vitkit": lambda: copy.deepcopy(model)} | ({"timm": lambda: timm_twin(model)} if with_timm else {})
     steps = {"vitkit fp32": inference_fn(copy.deepcopy(model), x, "fp32")}
     for impl, make in twins.items():
+        if impl != "vitkit":
+            steps[f"{impl} fp32"] = inference_fn(make(), x, "fp32")
         steps[f"{impl} bf16 autocast"] = autocast_fn(make(), x)
         steps[f"{impl} bf16 weights"] = inference_fn(make(), x, "bf16")
         steps[f"{impl} bf16 compiled"] = inference_fn(torch.compile(make(), options={"freezing": True}), x, "bf16")
     steps["vitkit int8"] = inference_fn(quantize_int8(copy.deepcopy(model)), x, "int8")
     steps["vitkit int8 compiled"] = inference_fn(compile_int8(quantize_int8(copy.deepcopy(model))), x, "int8")
+    if (torchao := torchao_int8(model)) is not None:
+        steps["torchao int8 compiled"] = inference_fn(torch.compile(torchao), x, "fp32")
     for backend in ("ort-fp32", "ort-int8"):
         run = optimize_for_inference(model, x, backend=backend, cache_dir=cache)
         steps[backend.replace("-", " ")] = functools.partial(run, x)
