@@ -32,10 +32,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Prints a preset's module tree, its token sequence, parameters and FLOPs."""
+    """Prints a preset's module tree, its token sequence (Swin: its stages' maps), parameters and FLOPs."""
     import torch
 
-    from .models import create_model
+    from .models import SwinConfig, create_model
     from .models.profile import count_flops, count_params
 
     overrides = parse_overrides(args.overrides)
@@ -44,6 +44,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     cfg = model.cfg
     print(model)
     rows = [["images", f"B x {cfg.in_chans} x {cfg.img_size[0]} x {cfg.img_size[1]}"]]
+    if isinstance(cfg, SwinConfig):
+        rows += _swin_stage_rows(cfg)
+    else:
+        rows += _token_rows(model)
+    rows.append(["pooled features", f"B x {model.num_features}  ({cfg.global_pool})"])
+    rows.append(["logits", f"B x {cfg.num_classes}"])
+    rows.append(["parameters", f"{count_params(model):,}"])
+    rows.append(["GFLOPs (batch 1)", f"{count_flops(model, cfg.img_size, cfg.in_chans) / 1e9:.2f}"])
+    print()
+    print(format_table(rows, ["stage", "shape / value"]))
+    return 0
+
+
+def _token_rows(model) -> list[list[str]]:
+    """A ViT's stem, token sequence and position encoding."""
+    cfg, rows = model.cfg, []
     if model.backbone is not None:
         stem_stride = cfg.feature_stride // cfg.patch_size
         side = cfg.img_size[0] // stem_stride, cfg.img_size[1] // stem_stride
@@ -63,13 +79,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows.append(["position encoding", ", ".join(p for p in [cfg.pos_embed if cfg.pos_embed != "none" else "",
                                                             "2D RoPE" if cfg.rope else "",
                                                             "2D ALiBi" if cfg.alibi else ""] if p) or "none"])
-    rows.append(["pooled features", f"B x {model.num_features}  ({cfg.global_pool})"])
-    rows.append(["logits", f"B x {cfg.num_classes}"])
-    rows.append(["parameters", f"{count_params(model):,}"])
-    rows.append(["GFLOPs (batch 1)", f"{count_flops(model, cfg.img_size, cfg.in_chans) / 1e9:.2f}"])
-    print()
-    print(format_table(rows, ["stage", "shape / value"]))
-    return 0
+    return rows
+
+
+def _swin_stage_rows(cfg) -> list[list[str]]:
+    """Each Swin stage's map, its windows and their shift in every other block."""
+    from .layers import window_shift
+
+    rows, (wh, ww) = [], cfg.window_size
+    for stage, (dim, depth, heads) in enumerate(zip(cfg.stage_dims, cfg.depths, cfg.num_heads)):
+        side = (cfg.grid_size[0] // 2 ** stage, cfg.grid_size[1] // 2 ** stage)
+        windows = (side[0] // wh) * (side[1] // ww)
+        shift = window_shift(side, cfg.window_size)
+        rows.append([f"stage {stage} ({depth} blocks{', after patch merging' if stage else ''})",
+                     f"B x {side[0]} x {side[1]} x {dim}  ({heads} heads of {dim // heads}; {windows} "
+                     f"window{'s' if windows > 1 else ''} of {wh}x{ww}, "
+                     + (f"shifted by {shift[0]}x{shift[1]} in every other block)" if any(shift) else "unshifted)")])
+    return rows
 
 
 def cmd_train(args: argparse.Namespace) -> int:

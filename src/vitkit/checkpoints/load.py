@@ -1,5 +1,6 @@
-"""from_pretrained: convert a checkpoint, build the VisionTransformer it describes, load every tensor strictly,
-then replace the head or change the input size when asked."""
+"""from_pretrained: convert a checkpoint, build the model it describes (a VisionTransformer or a SwinTransformer, as
+the converter names its family), load every tensor strictly, then replace the head or change the input size when
+asked."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..models import ViTConfig, VisionTransformer, get_preset, is_preset, list_models
+from ..models import SwinConfig, ViTConfig, VisionTransformer, get_family, get_preset, is_preset, list_models
 from ..preprocess import Preprocess
 from ..models.config import check_fields
 from .io import CheckpointError, ConflictError, MissingFieldsError
@@ -19,12 +21,12 @@ from .sources import convert_source
 log = logging.getLogger("vitkit.checkpoints")
 
 # Fields the tensors decide: a preset or an override that disagrees on one of them describes another architecture.
-STRUCTURAL = ("embed_dim", "depth", "patch_size", "mlp_ratio", "num_heads", "class_token",
+STRUCTURAL = ("embed_dim", "depth", "depths", "patch_size", "mlp_ratio", "num_heads", "class_token",
               "num_class_tokens", "dist_token", "reg_tokens", "reg_position", "qkv_bias", "proj_bias", "mlp_bias",
               "qk_norm", "norm", "mlp", "mlp_norm", "fc_norm", "representation_size", "init_values", "pos_embed",
               "no_embed_class", "rope")
 # Fields that adapt a loaded model (new head, resampled positions, folded patch embedding) rather than describe it.
-ADAPTABLE = ("num_classes", "img_size", "in_chans")
+ADAPTABLE = ("num_classes", "img_size", "in_chans", "window_size")
 MISSING_HINTS = {
     "num_heads": "the file does not record the number of attention heads (e.g. 3 for ViT-Ti, 6 for ViT-S, "
                  "12 for ViT-B, 16 for ViT-L)",
@@ -40,7 +42,7 @@ class LoadReport:
 
     source: str
     format: str
-    config: ViTConfig
+    config: ViTConfig | SwinConfig
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -60,7 +62,7 @@ class LoadReport:
         """A readable account for `vitkit convert`: format, mapped keys, architecture, skips, adaptations."""
         lines = [f"source: {self.source} (format: {self.format})", "mapped:"]
         lines += [f"  {note}" for note in self.notes]
-        default = ViTConfig().to_dict()
+        default = type(self.config)().to_dict()
         changed = {k: v for k, v in self.config.to_dict().items() if v != default[k]}
         lines.append("architecture: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
         if self.skipped:
@@ -69,8 +71,8 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def from_pretrained(source: str | os.PathLike, model: str | ViTConfig | None = None, strict: bool = True,
-                    use_ema: bool = False, **overrides: Any) -> VisionTransformer:
+def from_pretrained(source: str | os.PathLike, model: str | ViTConfig | SwinConfig | None = None,
+                    strict: bool = True, use_ema: bool = False, **overrides: Any) -> nn.Module:
     """Any supported checkpoint as a vitkit model in one call; a new head or input size is logged."""
     vit, report = load_checkpoint(source, model=model, strict=strict, use_ema=use_ema, **overrides)
     for line in report.adapted:
@@ -80,36 +82,46 @@ def from_pretrained(source: str | os.PathLike, model: str | ViTConfig | None = N
     return vit
 
 
-def load_checkpoint(source: str | os.PathLike, model: str | ViTConfig | None = None, strict: bool = True,
-                    use_ema: bool = False, **overrides: Any) -> tuple[VisionTransformer, LoadReport]:
+def load_checkpoint(source: str | os.PathLike, model: str | ViTConfig | SwinConfig | None = None,
+                    strict: bool = True, use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, LoadReport]:
     """from_pretrained, also returning the LoadReport (mapped keys, skipped keys, adaptations)."""
-    check_fields(ViTConfig, overrides)
     converted = convert_source(source, use_ema=use_ema)
+    family = get_family(converted.family)
+    check_fields(family.config_class, overrides)
     base, preset_name = _base(model, converted)
     if base is None and "num_heads" in converted.required and "num_heads" not in overrides:
         base, preset_name = _preset_with_same_shapes(converted)
-    vit = VisionTransformer(build_config(converted, base, preset_name, overrides, str(source), strict))
-    missing, unexpected, mismatched = load_weights(vit, converted.state_dict, strict)
-    origin = _attach_metadata(vit, converted, preset_name)
+    net = family.model_class(build_config(converted, base, preset_name, overrides, str(source), strict))
+    missing, unexpected, mismatched = load_weights(net, converted.state_dict, strict)
+    origin = _attach_metadata(net, converted, preset_name)
     if missing:
         converted.notes.append("strict=False: the model's tensors missing from the checkpoint keep their fresh "
                                "initialisation")
-    adapted = adapt(vit, converted, overrides)
-    if vit.cfg.in_chans != converted.fields["in_chans"]:
+    adapted = adapt(net, converted, overrides)
+    if net.cfg.in_chans != converted.fields["in_chans"]:
         origin += "; folded into the patch projection by the channel change, so the model takes [0, 1] pixels"
-    return vit, LoadReport(str(source), converted.format, vit.cfg, converted.notes, missing, unexpected,
+    return net, LoadReport(str(source), converted.format, net.cfg, converted.notes, missing, unexpected,
                            mismatched, adapted, origin)
 
 
-def _base(model: str | ViTConfig | None, converted: Converted) -> tuple[ViTConfig | None, str | None]:
-    """The config that fills what the file does not record: a preset (by name), a ViTConfig, or none."""
-    if isinstance(model, ViTConfig):
+def _base(model: str | ViTConfig | SwinConfig | None,
+          converted: Converted) -> tuple[ViTConfig | SwinConfig | None, str | None]:
+    """The config that fills what the file does not record: a preset (by name), a config of the checkpoint's
+    family, or none."""
+    config_class = get_family(converted.family).config_class
+    if isinstance(model, config_class):
         return model, None
     name = model if model is not None else converted.base_preset
     if name is None:
         return None, None
     if not isinstance(name, str):
-        raise ValueError(f"model= takes a preset name or a ViTConfig, got {type(name).__name__}")
+        raise ValueError(f"model= takes a preset name or a {config_class.__name__} (the checkpoint holds a "
+                         f"{converted.family} model), got {type(name).__name__}")
+    if get_preset(name).family != converted.family:
+        raise ConflictError({"family": (converted.family, get_preset(name).family)},
+                            f"the checkpoint holds a {converted.family} model, but preset {name!r} is a "
+                            f"{get_preset(name).family} one; pass a {converted.family} preset or leave model= out",
+                            name)
     return get_preset(name).config, name
 
 
@@ -118,7 +130,8 @@ def _preset_with_same_shapes(converted: Converted) -> tuple[ViTConfig | None, st
 
     Presets that differ only in what the tensors cannot show (input size, dropout) count as one; presets that
     disagree on num_heads leave the choice to the user."""
-    matches = [name for name in list_models() if not _conflicts(converted.fields, get_preset(name).config.to_dict())]
+    matches = [name for name in list_models() if get_preset(name).family == converted.family
+               and not _conflicts(converted.fields, get_preset(name).config.to_dict())]
     heads = {get_preset(name).config.num_heads for name in matches}
     if len(heads) != 1:
         return None, None
@@ -128,9 +141,10 @@ def _preset_with_same_shapes(converted: Converted) -> tuple[ViTConfig | None, st
     return get_preset(name).config, name
 
 
-def build_config(converted: Converted, base: ViTConfig | None, base_name: str | None,
-                 overrides: dict[str, Any], source: str, strict: bool = True) -> ViTConfig:
-    """defaults < preset < facts from the file < overrides; adaptable fields wait until after loading."""
+def build_config(converted: Converted, base: ViTConfig | SwinConfig | None, base_name: str | None,
+                 overrides: dict[str, Any], source: str, strict: bool = True) -> ViTConfig | SwinConfig:
+    """defaults < preset < facts from the file < overrides; adaptable fields the file (or its convention) sets
+    wait until after loading."""
     base_values = base.to_dict() if base is not None else {}
     if base is not None:
         _check_conflicts(converted.fields, base_values, f"preset {base_name!r}" if base_name else "the model= config",
@@ -138,16 +152,17 @@ def build_config(converted: Converted, base: ViTConfig | None, base_name: str | 
     if strict:  # strict=False may build another architecture on purpose and load the tensors that fit
         _check_conflicts(converted.fields, overrides, "the fields passed")
     needed = list(converted.required) + (["img_size"] if "img_size" not in converted.fields else [])
-    missing = [name for name in needed if name not in converted.fields and name not in base_values
-               and name not in overrides]
+    missing = [name for name in needed if name not in converted.fields and name not in converted.defaults
+               and name not in base_values and name not in overrides]
     if missing:
         raise MissingFieldsError({name: MISSING_HINTS.get(name, "not recorded in the file") for name in missing},
                                  _missing_message(missing, source))
     values = {**converted.defaults, **base_values, **converted.fields}
     if base_values.get("init_values") and converted.fields.get("init_values"):
         values["init_values"] = base_values["init_values"]
-    values.update({k: v for k, v in overrides.items() if k not in ADAPTABLE or k not in converted.fields})
-    return ViTConfig.from_dict(values)
+    fixed = converted.fields.keys() | converted.defaults.keys()
+    values.update({k: v for k, v in overrides.items() if k not in ADAPTABLE or k not in fixed})
+    return get_family(converted.family).config_class.from_dict(values)
 
 
 def _check_conflicts(facts: dict[str, Any], base: dict[str, Any], label: str, preset: str | None = None) -> None:
@@ -175,6 +190,8 @@ def _same(name: str, facts: dict[str, Any], base: dict[str, Any]) -> bool:
         return a == b or not facts.get("reg_tokens")
     if name == "num_class_tokens":
         return a == b or not facts.get("class_token")
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):  # Swin's depths: tuples, or lists from JSON
+        return list(a) == list(b)
     return a == b
 
 
@@ -216,7 +233,7 @@ def key_problems(missing: list[str], unexpected: list[str],
     return "\n".join(lines)
 
 
-def _attach_metadata(vit: VisionTransformer, converted: Converted, preset_name: str | None) -> str:
+def _attach_metadata(vit: nn.Module, converted: Converted, preset_name: str | None) -> str:
     """Preset name, preprocessing and class names: the file's own first, then the preset's, then the family's
     convention; returns where the preprocessing came from."""
     name = converted.preset or preset_name
@@ -235,8 +252,8 @@ def _attach_metadata(vit: VisionTransformer, converted: Converted, preset_name: 
     return "not recorded: ImageNet mean/std, timm's default"
 
 
-def adapt(vit: VisionTransformer, converted: Converted, overrides: dict[str, Any]) -> list[str]:
-    """A new zero-initialised head and/or a new input size, each described in one line."""
+def adapt(vit: nn.Module, converted: Converted, overrides: dict[str, Any]) -> list[str]:
+    """A new zero-initialised head and/or a new input size (Swin: and window), each described in one line."""
     done = []
     classes = overrides.get("num_classes")
     if "num_classes" in converted.fields and classes is not None and classes != vit.cfg.num_classes:
@@ -249,6 +266,9 @@ def adapt(vit: VisionTransformer, converted: Converted, overrides: dict[str, Any
     chans = overrides.get("in_chans")
     if chans is not None and chans != vit.cfg.in_chans:
         done.append(_adapt_channels(vit, chans))
+    if converted.family == "swin":
+        change = _resize_swin(vit, overrides.get("img_size"), overrides.get("window_size"))
+        return done + ([change] if change else [])
     size = overrides.get("img_size")
     if "img_size" in converted.fields and size is not None:
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -261,10 +281,13 @@ def adapt(vit: VisionTransformer, converted: Converted, overrides: dict[str, Any
 CHANNEL_MIXING = {(3, 1): ((1.0,), (1.0,), (1.0,)), (1, 3): ((0.299, 0.587, 0.114),)}
 
 
-def _adapt_channels(vit: VisionTransformer, in_chans: int) -> str:
+def _adapt_channels(vit: nn.Module, in_chans: int) -> str:
     """Folds the channel mapping and the checkpoint's normalisation into the patch projection, so that raw [0, 1]
     pixels of the new channel count give what the checkpoint gave on the mapped, normalised image."""
     old = vit.cfg.in_chans
+    if not isinstance(vit, VisionTransformer):
+        raise CheckpointError(f"in_chans={in_chans}: vitkit adapts the input channels of plain ViT checkpoints only; "
+                              f"pass in_chans={old} and give this {type(vit).__name__} {old}-channel images")
     if (old, in_chans) not in CHANNEL_MIXING:
         raise CheckpointError(f"in_chans={in_chans}: the checkpoint takes {old} channels, and vitkit adapts between "
                               "1 (gray) and 3 (RGB) channels only; convert the images instead")
@@ -305,3 +328,20 @@ def _resize(vit: VisionTransformer, size: tuple[int, int]) -> str:
         changes.append(f"RoPE tables rebuilt for the {new_grid[0]}x{new_grid[1]} grid")
     what = "; ".join(changes) or "no position tables to adapt"
     return f"input size changed from {old_size[0]}x{old_size[1]} to {size[0]}x{size[1]}: {what}"
+
+
+def _resize_swin(model: nn.Module, size: int | tuple[int, int] | None,
+                 window: int | tuple[int, int] | None) -> str | None:
+    """A new native input size and/or window for a Swin model, described in one line (None: nothing changed)."""
+    old_size, old_window = model.cfg.img_size, model.cfg.window_size
+    model.set_input_size(size, window)
+    new_size, new_window = model.cfg.img_size, model.cfg.window_size
+    changes = []
+    if new_size != old_size:
+        changes.append(f"input size changed from {old_size[0]}x{old_size[1]} to {new_size[0]}x{new_size[1]}")
+    if new_window != old_window:
+        changes.append(f"window changed from {old_window[0]}x{old_window[1]} to {new_window[0]}x{new_window[1]}: "
+                       f"every relative-position bias table resampled from {2 * old_window[0] - 1}x"
+                       f"{2 * old_window[1] - 1} to {2 * new_window[0] - 1}x{2 * new_window[1] - 1} offsets "
+                       "(bicubic)")
+    return "; ".join(changes) or None

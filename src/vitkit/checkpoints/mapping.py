@@ -22,6 +22,7 @@ class Converted:
     fields are facts read from the source and win over a preset; defaults are the source's conventions, which
     a preset or an override replaces; required names the fields the source does not record at all.
     preset is the name to record on the model; base_preset is a preset whose config fills the gaps.
+    family names the model family whose config the fields describe.
     """
 
     format: str
@@ -35,6 +36,7 @@ class Converted:
     preset: str | None = None
     base_preset: str | None = None
     class_names: list[str] | None = None
+    family: str = "vit"
 
 
 def key_pattern(key: str) -> str:

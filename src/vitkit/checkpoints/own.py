@@ -1,4 +1,5 @@
-"""vitkit's own format: config.json (the full ViTConfig, preset, preprocessing, class names) + model.safetensors.
+"""vitkit's own format: config.json (the model family and its full config, preset, preprocessing, class names) +
+model.safetensors. A description without a family (written before Swin) is a ViT's.
 
 The same description also sits in the safetensors header, so model.safetensors alone is enough to rebuild.
 """
@@ -13,7 +14,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..models import ViTConfig, VisionTransformer
+from ..models import family_of, get_family
+from ..models.family import DEFAULT_FAMILY
 from ..preprocess import Preprocess
 from ..report import write_json
 from .io import CheckpointError
@@ -47,22 +49,27 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike,
     return directory
 
 
-def _unwrap(model: nn.Module) -> VisionTransformer:
-    """The VisionTransformer inside DDP (.module) or torch.compile (._orig_mod) wrappers."""
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The vitkit model (a registered family's model class) inside DDP (.module) or torch.compile (._orig_mod)."""
     for attribute in ("module", "_orig_mod"):
         model = getattr(model, attribute, model)
-    if not isinstance(model, VisionTransformer):
-        raise ValueError(f"save_pretrained saves a vitkit VisionTransformer, got {type(model).__name__}; "
-                         "for other modules use torch.save(module.state_dict(), path)")
+    try:
+        family = family_of(getattr(model, "cfg", None))
+    except ValueError:
+        family = None
+    if family is None or family.model_class is None or not isinstance(model, family.model_class):
+        raise ValueError(f"save_pretrained saves a vitkit VisionTransformer or SwinTransformer, got "
+                         f"{type(model).__name__}; for other modules use torch.save(module.state_dict(), path)")
     return model
 
 
-def describe(model: VisionTransformer) -> dict[str, Any]:
-    """Everything but the weights: architecture, preset name, preprocessing and class names, as plain JSON."""
+def describe(model: nn.Module) -> dict[str, Any]:
+    """Everything but the weights: family and architecture, preset name, preprocessing and class names, as JSON."""
     cfg, pre = model.cfg, model.preprocess
     class_names = getattr(model, "class_names", None)
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "preset": model.preset_name, "config": cfg.to_dict(),
+        "format": FORMAT, "format_version": FORMAT_VERSION, "family": family_of(cfg).name,
+        "preset": model.preset_name, "config": cfg.to_dict(),
         "preprocess": {"input_size": [cfg.in_chans, *cfg.img_size], "mean": list(pre.mean), "std": list(pre.std),
                        "interpolation": pre.interpolation, "crop_pct": pre.crop_pct},
         "class_names": list(class_names) if class_names is not None else None,
@@ -80,8 +87,9 @@ def convert_own(description: dict[str, Any], state_dict: dict[str, torch.Tensor]
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{where} has vitkit format_version {version!r}; this vitkit reads version "
                               f"{FORMAT_VERSION}: upgrade vitkit to load it")
+    family = description.get("family", DEFAULT_FAMILY)
     try:
-        config = ViTConfig.from_dict(dict(description["config"]))
+        config = get_family(family).config_class.from_dict(dict(description["config"]))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{where} holds an invalid vitkit config ({error}); the file is damaged or was "
                               "written by another vitkit version") from None
@@ -91,4 +99,4 @@ def convert_own(description: dict[str, Any], state_dict: dict[str, torch.Tensor]
     notes = [f"vitkit format v{version}" + (f", preset {description['preset']}" if description.get("preset") else "")]
     return Converted("vitkit", state_dict, config.to_dict(), notes=notes, preprocess=preprocess,
                      preprocess_origin=f"recorded in {where.name}",
-                     preset=description.get("preset"), class_names=description.get("class_names"))
+                     preset=description.get("preset"), class_names=description.get("class_names"), family=family)

@@ -15,6 +15,7 @@ from .io import (CheckpointError, is_safetensors, pick_state_dict, read_json, re
                  strip_wrapper_prefixes)
 from .mapping import Converted
 from .own import CONFIG_FILE, METADATA_KEY, WEIGHTS_FILE, convert_own, is_own
+from .swin import convert_swin, is_swin
 from .timm import convert_timm, is_timm, timm_hub_config
 from .vit5 import convert_vit5, is_vit5
 
@@ -83,6 +84,8 @@ def _convert_file(path: Path, use_ema: bool) -> Converted:
 
 def _convert_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> Converted:
     """Chooses the converter from the tensor names."""
+    if is_swin(state_dict):
+        return convert_swin(state_dict)
     if is_vit5(state_dict):
         return convert_vit5(state_dict)
     if is_hf_state_dict(state_dict):
@@ -93,7 +96,8 @@ def _convert_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> Conv
     sample = sorted(state_dict)[:8]
     raise CheckpointError(f"{path} is not a Vision Transformer checkpoint vitkit can read (first keys: {sample}); "
                           "supported: vitkit's save_pretrained, timm ViT / DeiT / Eva (patch_embed.proj.weight, "
-                          "blocks.N.*), Hugging Face ViT folders and official ViT-5 .pth files")
+                          "blocks.N.*), timm Swin (layers.N.blocks.M.*), Hugging Face ViT folders and official "
+                          "ViT-5 .pth files")
 
 
 def _header_description(text: str, path: Path) -> dict:

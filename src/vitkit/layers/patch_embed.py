@@ -8,18 +8,20 @@ from torch import nn
 class PatchEmbed(nn.Module):
     """Cuts an image (or a CNN feature map, with patch_size=1) into patches and projects each to embed_dim."""
 
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, bias: bool = True) -> None:
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, bias: bool = True,
+                 norm: nn.Module | None = None) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.in_chans = in_chans
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, bias=bias)
+        self.norm = norm if norm is not None else nn.Identity()  # Swin normalises the patch tokens
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Returns tokens [B, N, D] in row-major patch order and the patch grid (rows, cols)."""
         check_image(x, self.in_chans, self.patch_size, what="patch embedding")
         x = self.proj(x)
         grid = (x.shape[-2], x.shape[-1])
-        return x.flatten(2).transpose(1, 2), grid
+        return self.norm(x.flatten(2).transpose(1, 2)), grid
 
 
 def check_image(x: torch.Tensor, in_chans: int, stride: int, what: str) -> None:

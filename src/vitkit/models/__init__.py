@@ -1,9 +1,12 @@
-"""The VisionTransformer, its config and the preset registry."""
+"""The model families (the plain VisionTransformer, the Swin Transformer), their configs and the preset registry."""
 from . import presets  # noqa: F401  (registers the named models)
 from .config import ViTConfig
-from .family import ModelConfig, get_family, register_family
+from .family import ModelConfig, family_of, get_family, register_family
 from .registry import Preset, create_model, get_preset, is_preset, list_models, register, register_alias
+from .swin_config import SwinConfig
+from .swin_transformer import SwinTransformer
 from .vision_transformer import VisionTransformer
 
-__all__ = ["ModelConfig", "Preset", "ViTConfig", "get_family", "register_family", "VisionTransformer", "create_model", "get_preset", "is_preset", "list_models",
+__all__ = ["ModelConfig", "Preset", "ViTConfig", "SwinConfig", "family_of", "get_family", "register_family",
+           "VisionTransformer", "SwinTransformer", "create_model", "get_preset", "is_preset", "list_models",
            "register", "register_alias"]

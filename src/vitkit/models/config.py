@@ -1,10 +1,11 @@
-"""ViTConfig: every choice that shapes a VisionTransformer, as plain validated data."""
+"""ViTConfig: every choice that shapes a VisionTransformer, as plain validated data (PlainConfig: what every
+family's config shares)."""
 from __future__ import annotations
 
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from ..layers.drop_path import DROP_PATH_SCHEDULES
 from ..layers.mlp import MLPS
@@ -17,8 +18,25 @@ BACKBONES = ("resnet50",)
 REG_POSITIONS = ("prefix", "suffix")
 
 
+class PlainConfig:
+    """What every model family's config dataclass shares: plain-JSON round trips and checked copies."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        check_fields(cls, values)
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> Self:
+        """A copy with some fields changed; unknown names are errors that suggest the closest field."""
+        check_fields(type(self), overrides)
+        return dataclasses.replace(self, **overrides)
+
+
 @dataclass
-class ViTConfig:
+class ViTConfig(PlainConfig):
     """Field names follow timm where users already know them; new concepts get plain names."""
 
     img_size: int | tuple[int, int] = 224
@@ -147,6 +165,11 @@ class ViTConfig:
         return self.grid_size[0] * self.grid_size[1]
 
     @property
+    def num_tokens(self) -> int:
+        """The sequence each block sees: patches plus prefix and suffix tokens."""
+        return self.num_patches + self.num_prefix_tokens + self.num_suffix_tokens
+
+    @property
     def num_prefix_tokens(self) -> int:
         """Tokens before the patches: class token(s), distillation token, registers placed first."""
         regs = self.reg_tokens if self.reg_position == "prefix" else 0
@@ -156,19 +179,6 @@ class ViTConfig:
     def num_suffix_tokens(self) -> int:
         """Tokens after the patches: registers placed last (ViT-5)."""
         return self.reg_tokens if self.reg_position == "suffix" else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ViTConfig":
-        check_fields(cls, values)
-        return cls(**values)
-
-    def replace(self, **overrides: Any) -> "ViTConfig":
-        """A copy with some fields changed; unknown names are errors that suggest the closest field."""
-        check_fields(type(self), overrides)
-        return dataclasses.replace(self, **overrides)
 
 
 def check_fields(cls: type, values: dict[str, Any]) -> None:

@@ -16,21 +16,24 @@ DEFAULT_FAMILY = "vit"
 
 @dataclass(frozen=True)
 class Family:
-    """A kind of model: its config dataclass, and how to build one from a preset name (or None) and fields."""
+    """A kind of model: its config dataclass, how to build one from a preset name (or None) and fields, and the
+    model class a config of it builds (presets and checkpoints need it; a family without presets may leave it out)."""
 
     name: str
     config_class: type
     build: Callable[[str | None, dict[str, Any]], nn.Module]
+    model_class: type[nn.Module] | None = None
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, config_class: type, build: Callable[[str | None, dict[str, Any]], nn.Module]) -> None:
+def register_family(name: str, config_class: type, build: Callable[[str | None, dict[str, Any]], nn.Module],
+                    model_class: type[nn.Module] | None = None) -> None:
     """Adds a model family; names are unique."""
     if name in _FAMILIES:
         raise ValueError(f"model family {name!r} is already registered")
-    _FAMILIES[name] = Family(name, config_class, build)
+    _FAMILIES[name] = Family(name, config_class, build, model_class)
 
 
 def get_family(name: str) -> Family:
@@ -38,6 +41,22 @@ def get_family(name: str) -> Family:
     if name not in _FAMILIES:
         raise ValueError(f"unknown model family {name!r}; known: {sorted(_FAMILIES)}")
     return _FAMILIES[name]
+
+
+def family_of(config: Any) -> Family:
+    """The family whose config class a config (or a model's cfg) is: how a preset or a saved model names its family."""
+    for family in _FAMILIES.values():
+        if type(config) is family.config_class:
+            return family
+    raise ValueError(f"{type(config).__name__} is the config of no registered model family")
+
+
+def build_from_config(config: Any) -> nn.Module:
+    """The model a config describes, as its family's model class."""
+    family = family_of(config)
+    if family.model_class is None:
+        raise ValueError(f"model family {family.name!r} registered no model class to build from a config")
+    return family.model_class(config)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Named presets: the paper's ViT-Ti/S/B/L/H, DeiT, ViT-5 (official and gated), the CIFAR ViTs, the hybrid.
+"""Named presets: the paper's ViT-Ti/S/B/L/H, DeiT, ViT-5 (official and gated), the CIFAR ViTs, the hybrid, Swin.
 
 Initialisation per family: 'timm' (trunc-normal 0.02 linears, zero biases, class token N(0, 1e-6)) for ViT and
 DeiT as timm and the DeiT code build them; 'vit5' (trunc-normal 0.02 for linears, position embedding, class and
@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..preprocess import CIFAR10_MEAN, CIFAR10_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocess
 from .config import ViTConfig
 from .registry import register, register_alias
+from .swin_config import SwinConfig
 
 # The paper's Table 1 plus the DeiT sizes: (embed_dim, depth, num_heads).
 VIT_SIZES = {
@@ -87,8 +88,19 @@ def _hybrid_family() -> None:
                  "the paper's hybrid: ResNet-50 stages (3, 4, 9) -> 1x1 patch embedding -> ViT-B")
 
 
+def _swin_family() -> None:
+    sizes = {"tiny": (96, (2, 2, 6, 2), (3, 6, 12, 24)), "small": (96, (2, 2, 18, 2), (3, 6, 12, 24)),
+             "base": (128, (2, 2, 18, 2), (4, 8, 16, 32))}
+    for size, (dim, depths, heads) in sizes.items():
+        register(f"swin_{size}_patch4_window7_224",
+                 SwinConfig(img_size=224, patch_size=4, window_size=7, embed_dim=dim, depths=depths, num_heads=heads),
+                 Preprocess(crop_pct=0.9),
+                 f"Swin-{size[0].upper()}: shifted 7x7 windows, 4 stages (Liu et al. 2021)")
+
+
 _vit_family()
 _deit_family()
 _vit5_family()
 _cifar_family()
 _hybrid_family()
+_swin_family()

@@ -50,5 +50,4 @@ def model_stats(name: str, **overrides) -> ModelStats:
         model = create_model(name, **overrides).eval()
     cfg = model.cfg
     flops = count_flops(model, cfg.img_size, cfg.in_chans)
-    tokens = cfg.num_patches + cfg.num_prefix_tokens + cfg.num_suffix_tokens
-    return ModelStats(name, count_params(model), flops / 1e9, cfg.img_size, tokens)
+    return ModelStats(name, count_params(model), flops / 1e9, cfg.img_size, cfg.num_tokens)

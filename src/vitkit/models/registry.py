@@ -1,4 +1,4 @@
-"""The preset registry: a name maps to a ViTConfig plus its preprocessing defaults, nothing more."""
+"""The preset registry: a name maps to a model family's config plus its preprocessing defaults, nothing more."""
 from __future__ import annotations
 
 import difflib
@@ -6,24 +6,34 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from ..preprocess import Preprocess
 from .config import ViTConfig
-from .family import register_family
+from .family import build_from_config, family_of, register_family
+from .swin_config import SwinConfig
+from .swin_transformer import SwinTransformer
 from .vision_transformer import VisionTransformer
+
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    config: ViTConfig
+    config: ViTConfig | SwinConfig
     preprocess: Preprocess = field(default_factory=Preprocess)
     description: str = ""
+
+    @property
+    def family(self) -> str:
+        return family_of(self.config).name
 
 
 _PRESETS: dict[str, Preset] = {}
 _ALIASES: dict[str, str] = {}  # a renamed preset's old name -> its name now
 
 
-def register(name: str, config: ViTConfig, preprocess: Preprocess | None = None, description: str = "") -> None:
+def register(name: str, config: ViTConfig | SwinConfig, preprocess: Preprocess | None = None,
+             description: str = "") -> None:
     """Adds a preset; names are unique."""
     _check_free(name)
     _PRESETS[name] = Preset(name, config, preprocess or Preprocess(), description)
@@ -62,19 +72,27 @@ def get_preset(name: str) -> Preset:
     return _PRESETS[name]
 
 
-def create_model(name: str, **overrides: Any) -> VisionTransformer:
-    """Builds a preset, with any ViTConfig field overridden (timm's keyword names: img_size, num_classes, ...)."""
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Builds a preset as its family's model class, with any config field overridden (timm's keyword names:
+    img_size, num_classes, ...)."""
     preset = get_preset(name)
-    model = VisionTransformer(preset.config.replace(**overrides))
+    model = build_from_config(preset.config.replace(**overrides))
     model.preset_name = preset.name  # an old name is recorded as the new one
     model.preprocess = preset.preprocess
     return model
 
 
-def _build_vit(name: str | None, fields: dict[str, Any]) -> VisionTransformer:
-    if name is None:
-        raise ValueError("model.name is required (a preset, e.g. vit_cifar_patch4_32; see `vitkit models`)")
-    return create_model(name, **fields)
+def _preset_builder(family: str, example: str):
+    """A family's build for training configs: its preset named by model.name, with the section's fields on top."""
+    def build(name: str | None, fields: dict[str, Any]) -> nn.Module:
+        if name is None:
+            raise ValueError(f"model.name is required (a preset, e.g. {example}; see `vitkit models`)")
+        if get_preset(name).family != family:
+            raise ValueError(f"model.name={name} is a {get_preset(name).family} preset, not a {family} one; set "
+                             f"model.family={get_preset(name).family} or name a {family} preset")
+        return create_model(name, **fields)
+    return build
 
 
-register_family("vit", ViTConfig, _build_vit)
+register_family("vit", ViTConfig, _preset_builder("vit", "vit_cifar_patch4_32"), VisionTransformer)
+register_family("swin", SwinConfig, _preset_builder("swin", "swin_tiny_patch4_window7_224"), SwinTransformer)

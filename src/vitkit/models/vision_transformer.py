@@ -16,6 +16,7 @@ from ..layers import (Block, ConvStem, PatchDropout, PatchEmbed, PromptTokens, T
                       drop_path_rates, make_norm, resample_pos_embed, rope_angles, rope_tables, sincos_2d)
 from ..preprocess import Preprocess
 from .config import ViTConfig
+from .param_groups import param_groups
 from .resnet import ResNetStem
 
 
@@ -364,17 +365,4 @@ class VisionTransformer(nn.Module):
 
     def param_groups(self, weight_decay: float = 0.05, layer_decay: float | None = None) -> list[dict[str, Any]]:
         """Optimizer groups: no decay on 1-D params, tokens and positions; lr_scale = layer_decay^(depth+1-layer)."""
-        skip = self.no_weight_decay()
-        num_layers = len(self.blocks) + 1
-        groups: dict[tuple[int, bool], dict[str, Any]] = {}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            no_decay = param.ndim <= 1 or name in skip
-            layer = self.layer_id(name) if layer_decay is not None else num_layers
-            key = (layer, no_decay)
-            if key not in groups:
-                scale = layer_decay ** (num_layers - layer) if layer_decay is not None else 1.0
-                groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
-            groups[key]["params"].append(param)
-        return list(groups.values())
+        return param_groups(self, self.layer_id, len(self.blocks) + 1, weight_decay, layer_decay)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
-from ..models import ModelConfig, ViTConfig, get_preset
+from ..models import ModelConfig, SwinConfig, ViTConfig, get_preset
 
 MODES = ("full", "linear", "prompt")
 # Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
@@ -95,9 +95,10 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
     return model, notes + report.adapted
 
 
-def _architecture(cfg: ViTConfig) -> str:
-    return (f"embed_dim {cfg.embed_dim}, depth {cfg.depth}, num_heads {cfg.num_heads}, patch_size {cfg.patch_size}, "
-            f"img_size {cfg.img_size[0]}x{cfg.img_size[1]}, in_chans {cfg.in_chans}")
+def _architecture(cfg: ViTConfig | SwinConfig) -> str:
+    sizes = [f"{name} {getattr(cfg, name)}" for name in ("embed_dim", "depth", "depths", "num_heads", "window_size",
+                                                         "patch_size") if hasattr(cfg, name)]
+    return ", ".join(sizes + [f"img_size {cfg.img_size[0]}x{cfg.img_size[1]}", f"in_chans {cfg.in_chans}"])
 
 
 def apply_mode(model: nn.Module, ft: FinetuneConfig) -> list[str]:

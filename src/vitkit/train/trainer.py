@@ -21,7 +21,7 @@ from ..data.datasets import Dataset
 from ..data.loader import EpochLoader
 from ..hardware import cpu_kernels, has_native_bf16, slower_than_fp32
 from ..checkpoints import from_pretrained
-from ..models import ModelConfig, get_preset, is_preset
+from ..models import ModelConfig, family_of, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
 from .config import TrainConfig, resolve_config, stated_model_fields
@@ -74,6 +74,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     train_set = build_dataset(cfg.data.dataset, split="train", skip_bad_images=cfg.data.skip_bad_images)
     test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
     model, model_notes = prepare_model(cfg, config, overrides, resume, train_set)
+    if cfg.schedule.patch_drop_stages and start_patch_drop_rate(model) is None:
+        raise ValueError(f"schedule.patch_drop_stages: a {family_of(model.cfg).name} model has no patch dropout "
+                         "(Swin's windows need every patch); remove the stages")
     model.to(device)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
     train_loader, test_loader, steps_per_epoch = build_loaders(cfg, ctx, device, model, train_set, test_set)
@@ -86,8 +89,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     schedule = build_schedule(cfg, steps_per_epoch, progress, time.monotonic,
                               functools.partial(mean_seconds, ctx=ctx, device=device))
     open_run_folder(run_dir, cfg, ctx, log, schedule, resumed=state is not None)
-    for line in [describe_run(cfg, model, train_set, test_set, device, precision, ctx, schedule, run_dir),
-                 *model_notes, schedule.patch_drop_plan(model.cfg.patch_drop_rate), precision_warning(precision, device)]:
+    for line in [describe_run(cfg, model, train_set, test_set, device, precision, ctx, schedule, run_dir), *model_notes,
+                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device)]:
         if line:
             log.text(line)
     run = build_run(cfg, ctx, device, precision, model, state, train_loader, test_loader, len(train_set.classes),
@@ -310,8 +313,14 @@ def apply_schedule(run: Run, position: float) -> float:
     lr = run.schedule.lr(position)
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
-    run.model.set_patch_drop_rate(run.schedule.patch_drop_rate(position, run.model.cfg.patch_drop_rate))
+    if (start := start_patch_drop_rate(run.model)) is not None:
+        run.model.set_patch_drop_rate(run.schedule.patch_drop_rate(position, start))
     return lr
+
+
+def start_patch_drop_rate(model: torch.nn.Module) -> float | None:
+    """The model's configured patch-dropout rate; None for a family without patch dropout (Swin)."""
+    return getattr(model.cfg, "patch_drop_rate", None)
 
 
 def forward_backward(run: Run, images: torch.Tensor, targets: torch.Tensor, epoch: int, sync: bool) -> torch.Tensor:
@@ -415,10 +424,12 @@ def resumed_model(run_dir: Path) -> torch.nn.Module:
 
 def model_section(model: torch.nn.Module, recipe_name: str | None) -> ModelConfig:
     """The model trained, as a model section: its preset (else the recipe's) plus the fields that differ from it."""
+    family = family_of(model.cfg).name
     name = model.preset_name if model.preset_name and is_preset(model.preset_name) else recipe_name
+    name = name if name and get_preset(name).family == family else None
     base = get_preset(name).config.to_dict() if name else {}
     fields = {k: v for k, v in model.cfg.to_dict().items() if k != "num_classes" and base.get(k) != v}
-    return ModelConfig.from_config({"name": name, **fields} if name else fields)
+    return ModelConfig.from_config({"family": family, **({"name": name} if name else {}), **fields})
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
