@@ -44,3 +44,39 @@ def evaluate(model: torch.nn.Module, loader: Iterable, num_classes: int, device:
     return {"top1": (confusion.diag().sum() / total).item() * 100, "top5": (sums[1] / total).item() * 100,
             "loss": (sums[0] / total).item(), "per_class": [100 * a for a in per_class],
             "confusion": confusion.long().cpu().tolist(), "count": int(total.item())}
+
+
+def pixel_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                    ignore_index: int = 255) -> torch.Tensor:
+    """[truth, prediction] pixel counts (int64) of label maps of any shape; pixels whose truth is `ignore_index`
+    do not count, so the counts of many batches simply add up."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and truth {tuple(target.shape)} must be the same shape")
+    keep = target != ignore_index
+    pred, target = pred[keep].long(), target[keep].long()
+    bad = (target < 0) | (target >= num_classes) | (pred < 0) | (pred >= num_classes)
+    if bad.any():
+        raise ValueError(f"labels outside 0..{num_classes - 1} (and not ignore_index={ignore_index}): "
+                         f"{sorted(set(torch.cat([target[bad], pred[bad]]).tolist()))[:10]}")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of each class; NaN for a class absent from both truth and prediction."""
+    confusion = confusion.double()
+    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
+    return torch.where(union > 0, confusion.diag() / union.clamp(min=1), torch.full_like(union, float("nan")))
+
+
+def mean_iou(confusion: torch.Tensor) -> float:
+    """Mean IoU over the classes present in truth or prediction: classes absent from both are excluded from the
+    mean (NaN IoU, as mmseg's nanmean), so a small evaluation set is not penalised for classes it never shows."""
+    ious = iou_per_class(confusion)
+    present = ~ious.isnan()
+    return ious[present].mean().item() if present.any() else float("nan")
+
+
+def pixel_accuracy(confusion: torch.Tensor) -> float:
+    """Share of counted (non-ignored) pixels labelled correctly."""
+    total = confusion.sum()
+    return (confusion.diag().sum().double() / total).item() if total > 0 else float("nan")
