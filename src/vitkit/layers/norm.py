@@ -1,4 +1,5 @@
-"""Token norms: LayerNorm, RMSNorm (in fp32, as ViT-5 computes it) and a per-token GroupNorm."""
+"""Token norms: LayerNorm, RMSNorm (in fp32, as ViT-5 computes it), a per-token GroupNorm, and LayerNorm over the
+channels of a [B, C, H, W] map (dense heads)."""
 from __future__ import annotations
 
 import torch
@@ -39,6 +40,13 @@ class TokenGroupNorm(nn.Module):
         grouped = x.reshape(-1, self.num_groups, shape[-1] // self.num_groups)
         grouped = F.layer_norm(grouped, grouped.shape[-1:], eps=self.eps)
         return grouped.reshape(shape) * self.weight + self.bias
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each position of a [B, C, H, W] map (ViTDet's "LN" on convolutions)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 def make_norm(kind: str, dim: int, eps: float = 1e-6) -> nn.Module:
