@@ -1,9 +1,11 @@
-"""Dense prediction: the feature pyramid's shapes and strides on a plain ViT and a Swin."""
+"""Dense prediction: the feature pyramid's shapes and strides, and the segmentation heads, on a plain ViT and a Swin."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vitkit.models import SwinTransformer, VisionTransformer
-from vitkit.models.dense import FeaturePyramid, backbone_features
+from vitkit.models.dense import (FeaturePyramid, FPNHead, LinearHead, SegmentationModel, backbone_features,
+                                 backbone_maps)
 
 
 def tiny_vit(img_size, patch_size):
@@ -43,3 +45,36 @@ def test_vit_pyramid_resamples_as_vitdet():
                      ["ConvTranspose2d"] + project, project, ["MaxPool2d"] + project]
     assert [level[0].in_channels for level in pyramid.levels[:2]] == [32, 32]
     assert pyramid.levels[0][3].out_channels == 32 // 4 and pyramid.levels[1][0].out_channels == 16
+
+
+def build(backbone_name, head_name, classes=5):
+    backbone = tiny_vit(32, 4) if backbone_name == "vit" else tiny_swin()
+    if head_name == "linear":
+        return SegmentationModel(backbone, None, LinearHead(backbone_maps(backbone)[1][-1], classes))
+    pyramid = FeaturePyramid(backbone, dim=16)
+    return SegmentationModel(backbone, pyramid, FPNHead([16] * len(pyramid.strides), classes, dim=8))
+
+
+@pytest.mark.parametrize("backbone_name", ["vit", "swin"])
+@pytest.mark.parametrize("head_name", ["linear", "fpn"])
+def test_logits_cover_the_image_and_gradients_reach_the_backbone(backbone_name, head_name):
+    model = build(backbone_name, head_name)
+    size = 32 if backbone_name == "vit" else 64
+    images = torch.randn(2, 3, size, size)
+    logits = model(images)
+    assert logits.shape == (2, 5, size, size)
+    logits.square().mean().backward()
+    grad = model.backbone.patch_embed.proj.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_linear_head_on_a_vit_is_a_linear_map_of_the_patch_tokens():
+    """Segmenter's baseline by hand: normalised patch tokens @ W + b, laid out on the grid, bilinearly upsampled."""
+    model = build("vit", "linear").eval()
+    images = torch.randn(2, 3, 32, 32)
+    tokens = model.backbone.patch_tokens(model.backbone.forward_features(images))  # [B, 64, D], row-major grid
+    weight, bias = model.head.proj.weight[:, :, 0, 0], model.head.proj.bias
+    per_patch = tokens @ weight.T + bias  # [B, 64, K]
+    grid = per_patch.reshape(2, 8, 8, 5).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(model(images), expected, atol=1e-6, rtol=0)

@@ -75,3 +75,59 @@ class FeaturePyramid(nn.Module):
         if len(maps) != len(self.levels):
             raise ValueError(f"the pyramid was built for {len(self.levels)} backbone maps, got {len(maps)}")
         return [level(m) for level, m in zip(self.levels, maps)]
+
+
+class LinearHead(nn.Module):
+    """Segmenter's linear baseline (Strudel et al. 2021): one linear map per patch token, i.e. a 1x1 convolution on
+    one map; without a pyramid that map is the backbone's last (a plain ViT's patch map, a Swin's last stage)."""
+
+    def __init__(self, in_dim: int, num_classes: int, level: int = -1) -> None:
+        super().__init__()
+        self.level = level
+        self.proj = nn.Conv2d(in_dim, num_classes, 1)
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        return self.proj(maps[self.level])
+
+
+def _conv3x3(dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), LayerNorm2d(dim), nn.GELU())
+
+
+class FPNHead(nn.Module):
+    """FPN-lite decoder: 1x1 laterals, top-down (upsample the coarser sum and add the lateral), a 3x3 conv per level,
+    every level upsampled to the finest and summed, 1x1 to classes; maps arrive finest first."""
+
+    def __init__(self, in_dims: list[int], num_classes: int, dim: int = 128) -> None:
+        super().__init__()
+        self.laterals = nn.ModuleList(nn.Conv2d(d, dim, 1) for d in in_dims)
+        self.smooth = nn.ModuleList(_conv3x3(dim) for _ in in_dims)
+        self.classify = nn.Conv2d(dim, num_classes, 1)
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        if len(maps) != len(self.laterals):
+            raise ValueError(f"the FPN head was built for {len(self.laterals)} maps, got {len(maps)}")
+        top_down = [self.laterals[-1](maps[-1])]
+        for lateral, m in zip(reversed(self.laterals[:-1]), reversed(maps[:-1])):
+            coarser = F.interpolate(top_down[-1], size=m.shape[-2:], mode="bilinear", align_corners=False)
+            top_down.append(lateral(m) + coarser)
+        outs = [smooth(p) for smooth, p in zip(self.smooth, reversed(top_down))]
+        size = outs[0].shape[-2:]
+        fused = sum(F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs)
+        return self.classify(fused)
+
+
+class SegmentationModel(nn.Module):
+    """Backbone -> (optional) feature pyramid -> head -> logits upsampled bilinearly to the input [B, K, H, W]."""
+
+    def __init__(self, backbone: nn.Module, pyramid: FeaturePyramid | None, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.pyramid, self.head = backbone, pyramid, head
+        self.indices = pyramid.indices if pyramid is not None else backbone_maps(backbone)[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = backbone_features(self.backbone, images, self.indices)
+        if self.pyramid is not None:
+            maps = self.pyramid(maps)
+        logits = self.head(maps)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
