@@ -42,21 +42,22 @@ def test_missing_masks_folder(tmp_path):
         build_segmentation_dataset(f"segfolder:{tmp_path}")
 
 
-def test_image_without_a_mask_is_named(tmp_path):
-    write_pair(tmp_path, "a")
-    Image.new("RGB", (3, 3)).save(tmp_path / "images" / "lonely.png")
-    with pytest.raises(ValueError, match="lonely.png has no mask"):
-        build_segmentation_dataset(f"segfolder:{tmp_path}")
+def _lonely_image(root):
+    write_pair(root, "a")
+    Image.new("RGB", (3, 3)).save(root / "images" / "lonely.png")
 
 
-def test_size_mismatch_names_both_sizes(tmp_path):
-    write_pair(tmp_path, "a", size=(5, 4), mask_size=(6, 4))
-    with pytest.raises(ValueError, match="a.png is 5x4 but its mask a.png is 6x4"):
-        build_segmentation_dataset(f"segfolder:{tmp_path}")
+def _rgb_mask(root):
+    write_pair(root, "a")
+    Image.new("RGB", (5, 4)).save(root / "masks" / "a.png")
 
 
-def test_rgb_mask_is_refused(tmp_path):
-    write_pair(tmp_path, "a")
-    Image.new("RGB", (5, 4)).save(tmp_path / "masks" / "a.png")
-    with pytest.raises(ValueError, match="RGB-mode image"):
+@pytest.mark.parametrize("make,problem", [
+    (_lonely_image, "lonely.png has no mask"),
+    (lambda root: write_pair(root, "a", size=(5, 4), mask_size=(6, 4)), "a.png is 5x4 but its mask a.png is 6x4"),
+    (_rgb_mask, "RGB-mode image"),
+])
+def test_a_bad_folder_is_an_error_that_names_the_file(tmp_path, make, problem):
+    make(tmp_path)
+    with pytest.raises(ValueError, match=problem):
         build_segmentation_dataset(f"segfolder:{tmp_path}")[0]
