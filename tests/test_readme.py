@@ -44,3 +44,11 @@ def test_the_fine_tuning_example_runs_as_shown(tmp_path, monkeypatch):
     assert cli.main(words[1:] + ["logging.progress=false", "data.num_workers=0"]) == 0
     name = next(w.split("=", 1)[1] for w in words if w.startswith("name="))
     assert (tmp_path / "runs" / name / "summary.json").is_file()
+
+
+def test_dense_prediction_example_runs():
+    block = re.search(r"## Dense prediction[^\n]*\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (2, 11, 32, 32)
+    assert namespace["pyramid"].strides == [1, 2, 4, 8]
