@@ -19,6 +19,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .export import compile_int8, optimize_for_inference, quantize_int8
+from .hardware import matmul_call, matmul_flops, sync, timed_rate
 from .models import create_model
 from .models.profile import count_flops
 
@@ -47,30 +48,7 @@ def achieved_flops(images_per_s: float, forward_flops_per_image: float, train: b
     return images_per_s * forward_flops_per_image * (3 if train else 1)
 
 
-def matmul_flops(size: int) -> int:
-    """FLOPs of one size x size x size matmul (a multiply and an add per term)."""
-    return 2 * size ** 3
-
-
 # ----- timing -------------------------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed_rate(fn: Callable[[], Any], work: float, min_time: float, device: torch.device) -> float:
-    """Work units per second over one timed repeat of at least `min_time` seconds."""
-    _sync(device)
-    start, done = time.perf_counter(), 0.0
-    while True:
-        fn()
-        done += work
-        _sync(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            return done / elapsed
-
-
 def alternating_rates(fns: dict[str, Callable[[], Any]], work: float, timing: Timing,
                       device: torch.device) -> dict[str, float]:
     """Median rate of each function, with their repeats interleaved so load changes hit all of them alike, and the
@@ -82,22 +60,14 @@ def alternating_rates(fns: dict[str, Callable[[], Any]], work: float, timing: Ti
     rates: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(timing.repeats):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            rates[name].append(_timed_rate(fns[name], work, timing.min_time, device))
+            rates[name].append(timed_rate(fns[name], work, timing.min_time, device))
     return {name: statistics.median(rates[name]) for name in names}
 
 
 @functools.lru_cache(maxsize=None)
 def peak_matmul_flops(dtype: torch.dtype, device: torch.device, timing: Timing, size: int = 2048) -> float:
     """The device's measured dense matmul FLOP/s for this dtype: the yardstick for model FLOPs utilisation."""
-    if dtype == torch.int8:
-        a = torch.randint(-127, 128, (size, size), dtype=dtype, device=device)
-        b = torch.randint(-127, 128, (size, size), dtype=dtype, device=device).t()  # the layout Int8Linear uses
-        mm = functools.partial(torch._int_mm, a, b)
-    else:
-        a = torch.randn(size, size, device=device).to(dtype)
-        b = torch.randn(size, size, device=device).to(dtype)
-        mm = functools.partial(torch.matmul, a, b)
-    return alternating_rates({"mm": mm}, matmul_flops(size), timing, device)["mm"]
+    return alternating_rates({"mm": matmul_call(dtype, size, device)}, matmul_flops(size), timing, device)["mm"]
 
 
 # ----- the plain baseline -------------------------------------------------------------------------------------------
@@ -255,7 +225,7 @@ def _first_call_seconds(fn: Callable[[], Any], device: torch.device) -> float:
     """The first call's time: with --compile this is the compile time."""
     start = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 

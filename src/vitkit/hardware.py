@@ -10,6 +10,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -61,6 +62,12 @@ class CpuKernels:
         """torch._int_mm has a fast kernel here (VNNI or AMX); without one it is ~40x slower than fp32 (AVX2)."""
         return self.vnni or self.amx
 
+    def missing_for(self, precision: str) -> str | None:
+        """The instructions this CPU lacks for a native `precision` kernel (bf16, int8), or None where it has them."""
+        native, needed = {"bf16": (self.native_bf16, "AVX512-BF16, AMX or ARM BF16"),
+                          "int8": (self.fast_int8, "VNNI or AMX")}.get(precision, (True, ""))
+        return None if native else needed
+
     @property
     def cpu_class(self) -> str:
         """The class the choices are made by, e.g. 'x86 AVX-512 + VNNI + BF16' or 'x86 AVX2'."""
@@ -104,11 +111,6 @@ def _proc_cpuinfo() -> tuple[set[str], str]:
     return set(flags.split()), fields.get("model name") or fields.get("cpu part", "")
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16, AMX or ARM BF16)."""
-    return cpu_kernels().native_bf16
-
-
 def matmul_rates(threads: int | None = None, cache_dir: Path | None = None) -> dict[str, float]:
     """GFLOP/s of a 1024-square matmul in fp32, bf16 and int8 on this CPU: measured once (about a second) and cached
     per CPU, torch version and thread count in the user's cache directory."""
@@ -149,30 +151,55 @@ def _read_json(path: Path) -> dict:
 
 
 def _rate(dtype: torch.dtype, size: int = 1024, seconds: float = 0.25) -> float:
-    """GFLOP/s of size^3 matmuls in dtype, timed for about `seconds` after one warm-up call."""
-    if dtype == torch.int8:
-        a = torch.randint(-64, 64, (size, size), dtype=torch.int8)
-        mm = functools.partial(torch._int_mm, a, a)
-    else:
-        a = torch.randn(size, size).to(dtype)
-        mm = functools.partial(torch.mm, a, a)
+    """GFLOP/s of size^3 matmuls in dtype on the CPU, timed for about `seconds` after one warm-up call."""
+    mm = matmul_call(dtype, size, torch.device("cpu"))
     mm()
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
-        mm()
-        calls += 1
-    return 2 * size ** 3 * calls / elapsed / 1e9
+    return timed_rate(mm, matmul_flops(size), seconds, torch.device("cpu")) / 1e9
+
+
+def matmul_flops(size: int) -> int:
+    """FLOPs of one size x size x size matmul (a multiply and an add per term)."""
+    return 2 * size ** 3
+
+
+def matmul_call(dtype: torch.dtype, size: int, device: torch.device) -> Callable[[], torch.Tensor]:
+    """One dense size^3 matmul in dtype, ready to time (int8: torch._int_mm with the layout Int8Linear uses)."""
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=dtype, device=device)
+        b = torch.randint(-127, 128, (size, size), dtype=dtype, device=device).t()
+        return functools.partial(torch._int_mm, a, b)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    return functools.partial(torch.matmul, a, b)
+
+
+def timed_rate(fn: Callable[[], Any], work: float, min_time: float, device: torch.device) -> float:
+    """Work units per second over one timed repeat of at least `min_time` seconds."""
+    sync(device)
+    start, done = time.perf_counter(), 0.0
+    while True:
+        fn()
+        done += work
+        sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return done / elapsed
+
+
+def sync(device: torch.device) -> None:
+    """Waits for queued CUDA work, so a timer reads the work done, not the work launched."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def slower_than_fp32(precision: str) -> str | None:
     """A one-line warning when `precision` (bf16 or int8) has no native kernel on this CPU, with measured rates;
     None where it is native. Runs as asked either way: the warning says what 'auto' would pick."""
     kernels = cpu_kernels()
-    native = {"bf16": kernels.native_bf16, "int8": kernels.fast_int8}.get(precision, True)
-    if native:
+    missing = kernels.missing_for(precision)
+    if missing is None:
         return None
     rates = matmul_rates()
-    missing = "AVX512-BF16, AMX or ARM BF16" if precision == "bf16" else "VNNI or AMX"
     return (f"{precision} has no native kernel on this CPU ({kernels.cpu_class}; no {missing}): measured matmul "
             f"{precision} {rates[precision]:.0f} GFLOP/s against fp32 {rates['fp32']:.0f} GFLOP/s. Running as asked; "
             "precision=auto (or leaving --int8/--dtype out) picks the faster path")
@@ -182,7 +209,7 @@ def has_native_bf16(device: torch.device) -> bool:
     """bf16 matmuls run natively here (not emulated, which is slower than fp32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_bf16()
+    return device.type == "cpu" and cpu_kernels().native_bf16
 
 
 def pick_threads(device: torch.device) -> int:

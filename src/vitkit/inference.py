@@ -37,11 +37,11 @@ def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = F
                  device: str | torch.device = "cpu") -> InferenceBackend:
     """load_model behind optimize_for_inference's backend, its ONNX files cached beside the checkpoint (else in the
     user's cache), so a second predict or eval starts at once."""
-    from .checkpoints import from_pretrained, resolve_checkpoint
+    from .checkpoints import resolve_checkpoint
     from .export import cache_dir_for, optimize_for_inference
 
     checkpoint = resolve_checkpoint(source)
-    model = from_pretrained(checkpoint).to(device).eval()
+    model = load_model(checkpoint, device)
     example = torch.zeros(2, model.cfg.in_chans, *model.cfg.img_size, device=device)
     return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
 

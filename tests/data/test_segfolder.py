@@ -61,3 +61,15 @@ def test_a_bad_folder_is_an_error_that_names_the_file(tmp_path, make, problem):
     make(tmp_path)
     with pytest.raises(ValueError, match=problem):
         build_segmentation_dataset(f"segfolder:{tmp_path}")[0]
+
+
+def test_an_exif_rotated_image_keeps_the_pixels_its_mask_labels(tmp_path):
+    """A JPEG tagged 'rotate 90' would be turned upright for classification; its mask labels the stored pixels."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "images" / "a.jpg", exif=exif)
+    Image.new("L", (40, 20), 3).save(tmp_path / "masks" / "a.png")
+    image, mask = build_segmentation_dataset(f"segfolder:{tmp_path}")[0]
+    assert image.shape == (3, 20, 40) and mask.shape == (20, 40)

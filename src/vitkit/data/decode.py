@@ -44,9 +44,11 @@ def open_image(path: str | Path) -> Image.Image:
     return image
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright 8-bit RGB from an image of any mode."""
-    image = ImageOps.exif_transpose(image)
+def to_rgb(image: Image.Image, upright: bool = True) -> Image.Image:
+    """8-bit RGB from an image of any mode, turned upright by its EXIF orientation unless `upright` is False (pixels
+    as stored, e.g. where a segmentation mask labels the stored pixels)."""
+    if upright:
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode == "RGB":
         return image
@@ -61,10 +63,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(path: str | Path, upright: bool = True) -> Image.Image:
     """open_image + to_rgb, with conversion failures also reported against the file."""
     image = open_image(path)
     try:
-        return to_rgb(image)
+        return to_rgb(image, upright)
     except (OSError, ValueError) as error:
         raise BadImageError.for_file(path, str(error)) from None

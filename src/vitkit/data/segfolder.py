@@ -27,7 +27,8 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image = torch.from_numpy(np.asarray(load_rgb(image_path)).copy()).permute(2, 0, 1)
+        stored = load_rgb(image_path, upright=False)  # the mask labels the stored pixels: no EXIF rotation
+        image = torch.from_numpy(np.asarray(stored).copy()).permute(2, 0, 1)
         mask = open_image(mask_path)
         if mask.mode not in MASK_MODES:
             raise ValueError(f"{mask_path} is a {mask.mode}-mode image; a mask must be an L- or palette-mode PNG "

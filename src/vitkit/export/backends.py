@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..hardware import CpuKernels, cpu_kernels
-from .ort import INSTALL_HINT, cache_dir_for, onnx_file, ort_available, ort_runner
+from ..hardware import CpuKernels, cpu_kernels, user_cache_dir
+from .ort import INSTALL_HINT, onnx_file, ort_available, ort_runner
 from .quantize import compile_int8, quantize_int8
 
 BACKENDS = ("torch-fp32", "torch-bf16", "torch-int8", "ort-fp32", "ort-int8")
@@ -31,8 +31,6 @@ RANKINGS: dict[str, tuple[dict[str, float], str]] = {
         "measured on AMD EPYC with AVX2, no VNNI or bf16"),
 }
 UNMEASURED = ({"torch-fp32": 1.0}, "not measured, so the conservative default")
-# What a backend needs to run at speed; forced without it, it still runs, emulated or on slow kernels.
-NEEDS = {"torch-bf16": ("native_bf16", "AVX512-BF16, AMX or ARM BF16"), "torch-int8": ("fast_int8", "VNNI or AMX")}
 _warned: set[str] = set()
 
 
@@ -89,7 +87,7 @@ def optimize_for_inference(model: nn.Module, example_batch: torch.Tensor, allow_
     else:
         raise ValueError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
     model.eval()
-    run = BUILDERS[name](model, Path(cache_dir) if cache_dir is not None else cache_dir_for(None), kernels)
+    run = BUILDERS[name](model, Path(cache_dir) if cache_dir is not None else user_cache_dir() / "onnx", kernels)
     inference = InferenceBackend(name, reason, run, model)
     if name == "torch-int8" and example_batch.shape[0] > 1:
         example_batch = example_batch.clone()
@@ -113,10 +111,10 @@ def _auto(allow_int8: bool, device: torch.device, kernels: CpuKernels) -> tuple[
 
 def _warn_if_slow(name: str, device: torch.device, kernels: CpuKernels) -> None:
     """Warns once per backend forced onto a CPU without the instructions it needs."""
-    needs = NEEDS.get(name)
-    if device.type == "cpu" and needs and not getattr(kernels, needs[0]) and name not in _warned:
+    missing = kernels.missing_for(name.split("-")[1]) if name.startswith("torch-") else None
+    if device.type == "cpu" and missing and name not in _warned:
         _warned.add(name)
-        warnings.warn(f"{name} forced on a CPU without {needs[1]} ({kernels.cpu_class}): it runs, but emulated or on "
+        warnings.warn(f"{name} forced on a CPU without {missing} ({kernels.cpu_class}): it runs, but emulated or on "
                       "slow kernels (often slower than torch-fp32); backend='auto' picks the measured fastest",
                       stacklevel=3)
 

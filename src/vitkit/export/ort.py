@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..hardware import user_cache_dir
 from .onnx import export_onnx
 
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -24,14 +25,17 @@ INSTALL_HINT = "pip install 'vitkit[export]' (onnx, onnxscript, onnxruntime)"
 
 def ort_available() -> bool:
     """Whether the export extra is installed, without importing it (onnxruntime alone takes a second to import)."""
-    return all(importlib.util.find_spec(name) is not None for name in PACKAGES)
+    return not _missing_packages()
 
 
 def require_ort(backend: str) -> None:
     """Fails with what to install when an ORT backend is asked for without the export extra."""
-    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
+    if missing := _missing_packages():
         raise ImportError(f"the {backend} backend needs {', '.join(missing)}: {INSTALL_HINT}")
+
+
+def _missing_packages() -> list[str]:
+    return [name for name in PACKAGES if importlib.util.find_spec(name) is None]
 
 
 def cache_dir_for(checkpoint: str | os.PathLike | None) -> Path:
@@ -42,7 +46,7 @@ def cache_dir_for(checkpoint: str | os.PathLike | None) -> Path:
         target = folder / "onnx"
         if os.access(target if target.is_dir() else folder, os.W_OK):
             return target
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vitkit" / "onnx"
+    return user_cache_dir() / "onnx"
 
 
 def model_digest(model: nn.Module) -> str:

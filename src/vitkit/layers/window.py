@@ -6,7 +6,8 @@ row-major within each image, and tokens row-major within each window, as timm an
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .pos_embed import resample_pos_embed
 
 # Added to the scores of token pairs that a shifted window joins across the wrap-around: the Swin code's value
 # (exp(-100) underflows to 0 in float32, and a finite value keeps a fully masked row impossible to turn into NaN).
@@ -76,9 +77,7 @@ def resize_relative_position_table(table: torch.Tensor, old: tuple[int, int], ne
                          f"window ({old_side[0]}x{old_side[1]} offsets)")
     if old_side == new_side:
         return table
-    grid = table.T.reshape(1, table.shape[1], *old_side).float()
-    resized = F.interpolate(grid, size=new_side, mode="bicubic", align_corners=False)
-    return resized.reshape(table.shape[1], -1).T.to(table.dtype)
+    return resample_pos_embed(table[None], new_side, old_side, antialias=False)[0]  # the same bicubic 2-D resample
 
 
 def _check_tiles(grid: tuple[int, int], window: tuple[int, int]) -> None:

@@ -3,7 +3,6 @@ fields on top, validated and coerced like every other section. A new family regi
 only calls ModelConfig.build."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -85,9 +84,6 @@ class ModelConfig:
         """The flat section, as YAML and config.yaml hold it."""
         head = {"family": self.family, **({"name": self.name} if self.name else {})}
         return {**head, **to_dict(self.fields)}
-
-    def replace(self, **changes: Any) -> "ModelConfig":
-        return dataclasses.replace(self, **changes)
 
     def build(self, **fields: Any) -> nn.Module:
         """The model: the preset (if named) with this section's fields, then these (e.g. the data's class count)."""

@@ -151,7 +151,8 @@ class SwinTransformer(nn.Module):
             if i in indices:
                 out = self.norm(x) if norm and i == last else x
                 outputs.append(out.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else out)
-        return self.norm(x), outputs
+        final = out if norm and last in indices else self.norm(x)  # the final norm runs once
+        return final, outputs
 
     # ----- training and adaptation ------------------------------------------------------------------------------
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

@@ -70,13 +70,14 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
         raise ValueError(f"{where}: the checkpoint does not say {' or '.join(error.fields)} and no preset with its "
                          f"shapes does; pass {needed} (why: {why})") from None
     except ConflictError as error:
-        named = ", ".join(f"{name}={given!r} (the checkpoint has {found!r})"
+        prefix = "" if error.preset else "model."
+        named = ", ".join(f"{prefix}{name}={given!r} (the checkpoint has {found!r})"
                           for name, (found, given) in error.values.items())
         if error.preset:
             raise ValueError(f"{where}: model.name={section.name} (with the model fields given) describes another "
                              f"architecture: {named}; drop model.name and those fields: with --init-from the "
                              "architecture is the checkpoint's") from None
-        raise ValueError(f"{where}: model.{named.replace(', ', ', model.')}: with --init-from the architecture is "
+        raise ValueError(f"{where}: {named}: with --init-from the architecture is "
                          f"the checkpoint's; drop {'this field' if len(error.values) == 1 else 'these fields'} or "
                          "fine-tune another checkpoint") from None
     except CheckpointError as error:
