@@ -1,4 +1,5 @@
-"""Evaluating a model on a loader: what training's evaluations and `vitkit eval` both report, computed one way."""
+"""Evaluating a model on a loader: what training's evaluations and `vitkit eval` both report, computed one way
+(classification: top-1/top-5 and confusion; segmentation: mIoU, pixel accuracy and pixel confusion)."""
 from __future__ import annotations
 
 import contextlib
@@ -80,3 +81,37 @@ def pixel_accuracy(confusion: torch.Tensor) -> float:
     """Share of counted (non-ignored) pixels labelled correctly."""
     total = confusion.sum()
     return (confusion.diag().sum().double() / total).item() if total > 0 else float("nan")
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: torch.nn.Module, loader: Iterable, num_classes: int, device: torch.device,
+                          autocast_dtype: torch.dtype | None = None,
+                          reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, pad_batches: int = 0,
+                          ignore_index: int = 255) -> dict[str, Any]:
+    """mIoU, per-class IoU (None for a class absent from truth and prediction) and pixel accuracy, in %, the mean
+    pixel cross-entropy and the [truth, prediction] pixel confusion over (images, masks) batches, in one pass in eval
+    mode; `reduce` and `pad_batches` as in evaluate."""
+    was_training = model.training
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
+    loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext())
+    for images, masks in loader:
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        with autocast:
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, masks, ignore_index=ignore_index, reduction="sum")
+        confusion += pixel_confusion(logits.argmax(1), masks, num_classes, ignore_index).to(confusion)
+    for _ in range(pad_batches):
+        with autocast:
+            model(torch.zeros(1, model.cfg.in_chans, *model.cfg.img_size, device=device))
+    if reduce is not None:
+        reduce(confusion)
+        reduce(loss_sum)
+    model.train(was_training)
+    pixels = confusion.sum().clamp(min=1)
+    return {"miou": 100 * mean_iou(confusion), "pixel_accuracy": 100 * pixel_accuracy(confusion),
+            "loss": (loss_sum / pixels).item(),
+            "per_class_iou": [None if iou != iou else iou for iou in (100 * iou_per_class(confusion)).tolist()],
+            "confusion": confusion.long().cpu().tolist(), "count": int(pixels.item())}
