@@ -29,7 +29,8 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: Path, pairs: list[tuple[Path, Path]], classes: list[str] | None = None,
                  name: str | None = None) -> None:
-        self.root, self.pairs, self.name = root, pairs, name or f"segfolder:{root}"
+        self.root, self.pairs, self.spec = root, pairs, f"segfolder:{root}"
+        self.name = name or self.spec
         self.classes = classes if classes is not None else []
 
     def __len__(self) -> int:

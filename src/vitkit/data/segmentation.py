@@ -77,16 +77,8 @@ def synthseg_dataset(root: Path, split: str, seed: int, size: int, train: int, t
                              "datasets/cifar10/cifar-10-batches-py, e.g. synthseg:/work/shared")
     data = make_synthetic_segmentation(fashion, cifar, train if split == "train" else test, seed=seed, split=split,
                                        size=size)
-    data.name = f"synthseg:{root}?seed={seed}&size={size}&train={train}&test={test}"
+    data.spec = f"synthseg:{root}?seed={seed}&size={size}&train={train}&test={test}"
     return data
-
-
-def describe_dataset(data: SegmentationDataset) -> str:
-    """One line on what a segmentation set is made of (the synthetic set's seed, size and count)."""
-    if isinstance(data, SyntheticSegmentation):
-        return (f"{data.split}: {len(data)} synthetic {data.size}x{data.size} images (seed {data.seed}), "
-                f"{len(data.classes)} classes")
-    return f"{data.name}: {len(data)} image/mask pairs, {len(data.classes)} classes"
 
 
 # ----- paired augmentation -----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class SyntheticSegmentation:
     size: int
     split: str
     classes: list[str] = field(default_factory=list)
-    name: str = "synthseg"
+    spec: str = "synthseg"  # the dataset spec that rebuilds it (build_segmentation_dataset)
     ignore_index = IGNORE_INDEX  # never in a generated mask: every pixel is background or an item
     num_channels = 3
 

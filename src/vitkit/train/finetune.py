@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
-from ..models import ModelConfig, SwinConfig, ViTConfig, get_preset
+from ..checkpoints.sources import convert_source
+from ..models import ModelConfig, SegmentationConfig, SegmentationModel, SwinConfig, ViTConfig, get_preset
 
 MODES = ("full", "linear", "prompt")
 # Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
@@ -94,6 +95,31 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
     notes.append(f"normalising with the checkpoint's preprocessing: mean {list(pre.mean)}, std {list(pre.std)} "
                  f"({report.preprocess_origin})")
     return model, notes + report.adapted
+
+
+def load_segmentation_start(ft: FinetuneConfig, section: ModelConfig, num_classes: int,
+                            in_chans: int) -> tuple[nn.Module, list[str]]:
+    """A segmentation run's start: a segmentation checkpoint as it is (with this run's classes), or a classifier
+    (e.g. a CIFAR-10 run) as the backbone under the recipe's head: its own architecture, its head removed, its
+    positions resampled to the recipe's input size, every patch kept (patch dropout off)."""
+    source = resolve_checkpoint(ft.init_from)
+    try:
+        family = convert_source(source, use_ema=ft.use_ema).family
+    except CheckpointError as error:
+        raise ValueError(f"finetune.init_from={ft.init_from}: {error}") from None
+    if family == "segment":
+        return load_for_finetuning(ft, ModelConfig(family), set(), num_classes, in_chans)
+    recipe = SegmentationConfig.from_dict(section.fields)
+    given = section.fields.get("backbone")  # the recipe's own backbone fields, before its preset fills the rest
+    choices = {k: v for k, v in (given.fields if given else {}).items()
+               if k in RUN_CHOICES and k not in ("img_size", "patch_drop_rate")}
+    choices.update(img_size=recipe.img_size, **({"patch_drop_rate": 0.0} if family == "vit" else {}))
+    backbone, notes = load_for_finetuning(ft, ModelConfig(family, None, choices), {"img_size"}, 0, in_chans)
+    model = SegmentationModel.on_backbone(backbone, num_classes, head=recipe.head, pyramid_dim=recipe.pyramid_dim,
+                                          decoder_dim=recipe.decoder_dim)
+    notes.append(f"the checkpoint is the backbone (in place of model.backbone {recipe.backbone.name or ''}) under a "
+                 f"new {recipe.head} head for {num_classes} classes")
+    return model, notes
 
 
 def _architecture(cfg: ViTConfig | SwinConfig) -> str:
