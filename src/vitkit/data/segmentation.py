@@ -131,8 +131,15 @@ class PairEvalTransform(EvalTransform):
     nearest neighbour; normalised as the model's preprocessing says."""
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator | None = None) -> Batch:
-        x = ops.resize(to_float(images, self.in_chans), self.img_size, self.preprocess.interpolation)
-        return normalize(x, self.preprocess.mean, self.preprocess.std), resize_masks(masks, self.img_size)
+        return whole_image_input(images, self.img_size, self.preprocess, self.in_chans), resize_masks(masks,
+                                                                                                      self.img_size)
+
+
+def whole_image_input(images: torch.Tensor, img_size: tuple[int, int], preprocess: Preprocess,
+                      in_chans: int) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> the model's normalised input: the whole image resized to img_size (no crop)."""
+    x = ops.resize(to_float(images, in_chans), img_size, preprocess.interpolation)
+    return normalize(x, preprocess.mean, preprocess.std)
 
 
 # ----- loaders -----------------------------------------------------------------------------------------------------
