@@ -166,8 +166,10 @@ class SegmentationConfig(PlainConfig):
         self.backbone_config()  # validates the size against the backbone (patch size, Swin's windows)
 
     def _resolve_backbone(self) -> Any:
-        """The backbone's full config: its preset (if named) with the section's fields on top."""
+        """The backbone's full config: its preset (if named) with the section's fields and this model's input (where
+        given) on top."""
         family, name, fields = self.backbone.family, self.backbone.name, dict(self.backbone.fields)
+        fields.update({k: getattr(self, k) for k in ("img_size", "in_chans") if getattr(self, k) is not None})
         if family == "segment":
             raise ValueError("model.backbone.family=segment: a segmentation model's backbone is a classifier family "
                              "(vit, swin)")
