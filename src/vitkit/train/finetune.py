@@ -15,13 +15,14 @@ from torch import nn
 
 from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
 from ..checkpoints.sources import convert_source
-from ..models import ModelConfig, SegmentationConfig, SegmentationModel, SwinConfig, ViTConfig, get_preset
+from ..models import ModelConfig, SegmentationModel, SwinConfig, ViTConfig, get_preset
 
 MODES = ("full", "linear", "prompt")
 # Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
 RUN_CHOICES = ("img_size", "drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate", "drop_path_rate",
                "drop_path_schedule", "patch_drop_rate")
 HEADS = ("head.", "head_dist.")
+SEGMENTATION_HEAD = ("head", "pyramid_dim", "decoder_dim")  # what a segmentation recipe adds to a classifier
 
 
 @dataclass
@@ -109,16 +110,19 @@ def load_segmentation_start(ft: FinetuneConfig, section: ModelConfig, num_classe
         raise ValueError(f"finetune.init_from={ft.init_from}: {error}") from None
     if family == "segment":
         return load_for_finetuning(ft, ModelConfig(family), set(), num_classes, in_chans)
-    recipe = SegmentationConfig.from_dict(section.fields)
-    given = section.fields.get("backbone")  # the recipe's own backbone fields, before its preset fills the rest
+    given = section.fields.get("backbone")  # the recipe's own backbone fields; the checkpoint's replace them
     choices = {k: v for k, v in (given.fields if given else {}).items()
                if k in RUN_CHOICES and k not in ("img_size", "patch_drop_rate")}
-    choices.update(img_size=recipe.img_size, **({"patch_drop_rate": 0.0} if family == "vit" else {}))
+    if section.fields.get("img_size") is not None:
+        choices["img_size"] = section.fields["img_size"]
+    if family == "vit":
+        choices["patch_drop_rate"] = 0.0
     backbone, notes = load_for_finetuning(ft, ModelConfig(family, None, choices), {"img_size"}, 0, in_chans)
-    model = SegmentationModel.on_backbone(backbone, num_classes, head=recipe.head, pyramid_dim=recipe.pyramid_dim,
-                                          decoder_dim=recipe.decoder_dim)
-    notes.append(f"the checkpoint is the backbone (in place of model.backbone {recipe.backbone.name or ''}) under a "
-                 f"new {recipe.head} head for {num_classes} classes")
+    head = {k: v for k, v in section.fields.items() if k in SEGMENTATION_HEAD}
+    model = SegmentationModel.on_backbone(backbone, num_classes, **head)
+    replaced = f" (in place of model.backbone {given.name or given.family})" if given else ""
+    notes.append(f"the checkpoint is the backbone{replaced} under a new {model.cfg.head} head for {num_classes} "
+                 "classes")
     return model, notes
 
 
