@@ -47,6 +47,9 @@ def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = F
 
     checkpoint = resolve_checkpoint(source)
     model = load_model(checkpoint, device)
+    if is_segmentation(model) and (backend == "torch-int8" or (backend == "auto" and allow_int8)):
+        raise ValueError("PyTorch int8 (torch-int8) quantizes a plain ViT's blocks only; run a segmentation model in "
+                         "int8 through ONNX Runtime (--backend ort-int8) or on a float backend")
     example = torch.zeros(2, model.cfg.in_chans, *model.cfg.img_size, device=device)
     return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
 
