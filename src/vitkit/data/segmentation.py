@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from PIL import Image
 from ..preprocess import Preprocess
 from . import ops
 from .config import AugmentConfig
-from .loader import Batch, EpochLoader, EpochSchedule, FolderLoader, FolderItems
+from .loader import Batch, EpochSchedule, FolderItems, FolderLoader, TensorLoader
 from .segfolder import IGNORE_INDEX, SegmentationFolderDataset, load_segmentation_folder
 from .synthetic_seg import SyntheticSegmentation, make_synthetic_segmentation
 from .transforms import EvalTransform, TrainTransform, normalize, pad_offsets, sample_rrc_boxes, to_float
@@ -150,23 +150,14 @@ class PairMixin:
         return self.transform(images, masks, rng)
 
 
-class PairTensorLoader(PairMixin, EpochLoader):
-    """Batches of an in-memory segmentation set, gathered and augmented on `device`."""
+class PairTensorLoader(PairMixin, TensorLoader):
+    """Batches of an in-memory segmentation set, gathered and augmented on `device` (the masks are its labels)."""
 
     def __init__(self, dataset: SyntheticSegmentation, transform: PairTrainTransform | PairEvalTransform,
                  device: torch.device, **epoch: Any) -> None:
         self.schedule = EpochSchedule(len(dataset), **epoch)
         self.transform, self.device = transform, device
-        self.images, self.masks = dataset.images.to(device), dataset.masks.to(device)
-
-    def __iter__(self) -> Iterator[Batch]:
-        schedule = self.schedule
-        for batch, indices in schedule.batch_slices():
-            where = torch.from_numpy(indices).to(self.device, non_blocking=True)
-            images, masks = self.augment_batch(self.images[where], self.masks[where], schedule.rng(batch))
-            schedule.position = batch + 1
-            yield images, masks
-        schedule.position = 0
+        self.images, self.labels = dataset.images.to(device), dataset.masks.to(device)
 
 
 class PairFolderItems(FolderItems):
