@@ -7,11 +7,13 @@ from typing import Any
 
 from ..config import from_dict, load_yaml, merge, parse_overrides, to_dict
 from ..data import AugmentConfig
+from ..data.subset import SubsetConfig
 from ..models import ModelConfig
 from .distill import DistillConfig
 from .finetune import FinetuneConfig
 from .losses import LOSSES
 from .optim import OPTIMIZERS
+from .tasks import task_class
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _UNSET = object()
@@ -33,6 +35,7 @@ class DataConfig:
     num_workers: int = 2
     skip_bad_images: bool = False
     augment: AugmentConfig = field(default_factory=_digits_augment)
+    subset: SubsetConfig = field(default_factory=SubsetConfig)
 
 
 @dataclass
@@ -92,6 +95,7 @@ class LoggingConfig:
 @dataclass
 class TrainConfig:
     name: str | None = None
+    task: str = "classify"
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"
@@ -102,7 +106,7 @@ class TrainConfig:
     distributed: str = "ddp"
     checkpoint_every_steps: int | None = None
     eval_every_epochs: int = 1
-    best_metric: str = "val_top1"
+    best_metric: str | None = None  # val_<metric> or ema_val_<metric>; None: val_ + the task's headline metric
     model: ModelConfig = field(default_factory=lambda: ModelConfig.from_config(DIGITS_MODEL))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -126,8 +130,13 @@ class TrainConfig:
         if self.schedule.time_budget_minutes is not None and not self.schedule.time_budget_minutes > 0:
             raise ValueError(f"schedule.time_budget_minutes={self.schedule.time_budget_minutes} must be positive "
                              "(or null: train for schedule.epochs passes)")
-        if self.best_metric not in ("val_top1", "ema_val_top1", "val_loss", "ema_val_loss"):
-            raise ValueError(f"best_metric={self.best_metric!r}; choose val_top1, ema_val_top1, val_loss or ema_val_loss")
+        task = task_class(self.task)
+        if self.best_metric is None:
+            self.best_metric = f"val_{task.metrics[0]}"
+        choices = [f"{prefix}val_{metric}" for prefix in ("", "ema_") for metric in task.metrics]
+        if self.best_metric not in choices:
+            raise ValueError(f"best_metric={self.best_metric!r} is not a score of task {self.task!r}; choose one of "
+                             f"{choices}")
         if self.best_metric.startswith("ema_") and self.ema.decay is None:
             raise ValueError(f"best_metric={self.best_metric!r} needs EMA: set ema.decay (e.g. 0.9998)")
 

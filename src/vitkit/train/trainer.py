@@ -9,14 +9,14 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 from tqdm import tqdm
 
 from ..config import to_dict
-from ..data import build_dataset, build_loader
+from ..data import build_loader
 from ..data.datasets import Dataset
 from ..data.loader import EpochLoader
 from ..hardware import cpu_kernels, has_native_bf16, slower_than_fp32
@@ -25,17 +25,15 @@ from ..models import ModelConfig, family_of, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
 from .config import TrainConfig, resolve_config, stated_model_fields
-from .distill import build_criterion
 from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
                           load_optimizer_state, optimizer_state, wrap_model)
 from .ema import ModelEma
-from .evaluate import evaluate
 from .finetune import apply_mode, load_for_finetuning, unfreeze_stage
-from .losses import classification_loss
 from .optim import build_optimizer
 from .progress import Progress, Schedule, build_schedule
 from .run_log import RunLog
 from .state import load_train_state, rng_state, save_checkpoint, set_rng_state
+from .tasks import Task, task_class
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -71,8 +69,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         torch.use_deterministic_algorithms(True)
 
     # the split seed stays fixed (one test set per dataset); unreadable images stop the run unless skipped and counted
-    train_set = build_dataset(cfg.data.dataset, split="train", skip_bad_images=cfg.data.skip_bad_images)
-    test_set = build_dataset(cfg.data.dataset, split="test", skip_bad_images=cfg.data.skip_bad_images)
+    task = task_class(cfg.task)(cfg)
+    train_set, test_set = task.build_datasets()
     model, model_notes = prepare_model(cfg, config, overrides, resume, train_set)
     if cfg.schedule.patch_drop_stages and start_patch_drop_rate(model) is None:
         raise ValueError(f"schedule.patch_drop_stages: a {family_of(model.cfg).name} model has no patch dropout "
@@ -94,7 +92,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
         if line:
             log.text(line)
     run = build_run(cfg, ctx, device, precision, model, state, train_loader, test_loader, len(train_set.classes),
-                    run_dir, log, schedule)
+                    run_dir, log, schedule, task)
 
     schedule.start_clock()
     with StopRequest() as stop:
@@ -114,8 +112,9 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     summary = summarize(run, record)
     if ctx.is_main:
         write_json(run_dir / "summary.json", summary)
-    log.text(f"done: test top-1 {summary['final_top1']:.2f}% (best {cfg.best_metric} {progress.best:.2f} at epoch "
-             f"{progress.best_epoch}); run saved in {run_dir}")
+    headline = task.metrics[0]
+    log.text(f"done: test {task.label(headline)} {task.format(headline, summary['final_' + headline])} (best "
+             f"{cfg.best_metric} {progress.best:.4g} at epoch {progress.best_epoch}); run saved in {run_dir}")
     log.close()
     return TrainResult(summary, model, run.ema.module if run.ema else None)
 
@@ -211,7 +210,7 @@ class Run:
     ema: ModelEma | None
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
-    criterion: Callable[..., torch.Tensor]
+    task: Task
     train_loader: EpochLoader
     test_loader: EpochLoader
     num_classes: int
@@ -250,7 +249,7 @@ class Run:
 
 def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precision: str, model: torch.nn.Module,
               state: dict[str, Any] | None, train_loader: EpochLoader, test_loader: EpochLoader, num_classes: int,
-              run_dir: Path, log: RunLog, schedule: Schedule) -> Run:
+              run_dir: Path, log: RunLog, schedule: Schedule, task: Task) -> Run:
     """The optimisation around the model, restored as a resumed run left it, with all else the stages share. FSDP2
     replaces the parameters by shards, so the model (and its EMA copy) is wrapped before the optimiser takes them."""
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
@@ -261,15 +260,13 @@ def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precisio
         wrap_model(ema.module, ctx, cfg.distributed, device)
     optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
                                 cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay)
-    task_loss = functools.partial(classification_loss, kind=cfg.loss.kind,
-                                  label_smoothing=cfg.loss.label_smoothing)
-    criterion = build_criterion(cfg.distill, model, task_loss, num_classes, device)  # + DeiT teacher if set
+    task.bind(model, num_classes, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     if state:
         restore_train_state(state, model, optimizer, scaler, train_loader)
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
-    return Run(cfg, ctx, device, precision, model, train_model, ema, optimizer, scaler, criterion, train_loader,
+    return Run(cfg, ctx, device, precision, model, train_model, ema, optimizer, scaler, task, train_loader,
                test_loader, num_classes, run_dir, log, schedule)
 
 
@@ -326,7 +323,7 @@ def start_patch_drop_rate(model: torch.nn.Module) -> float | None:
 def forward_backward(run: Run, images: torch.Tensor, targets: torch.Tensor, epoch: int, sync: bool) -> torch.Tensor:
     """One micro-batch's loss, its gradient added to the accumulated ones (all-reduced across ranks if `sync`)."""
     with gradient_sync(run.train_model, sync), run.autocast():
-        loss = run.criterion(run.train_model(images), images, targets)
+        loss = run.task.loss(run.train_model, images, targets)
     if not math.isfinite(loss.item()):
         raise NonFiniteLossError(
             f"loss became {loss.item()} at step {run.progress.step} (epoch {epoch + 1}); the last good checkpoint is "
@@ -366,38 +363,37 @@ def evaluate_and_checkpoint(run: Run, record: dict[str, Any], scored: bool) -> N
     if scored:
         record.update(test_scores(run))
         value = record[cfg.best_metric]
-        if progress.best is None or (value < progress.best if cfg.best_metric.endswith("loss")
-                                     else value > progress.best):
+        lower = run.task.lower_is_better(cfg.best_metric.removeprefix("ema_").removeprefix("val_"))
+        if progress.best is None or (value < progress.best if lower else value > progress.best):
             progress.best, progress.best_epoch = value, record["epoch"]
             run.save("best", run.ema.module if cfg.best_metric.startswith("ema_") else run.model, None)
     run.log.metrics(record)
     run.save_last()
     run.log.plot_curves()
-    test_note = f", test loss {record['val_loss']:.4f}, top-1 {record['val_top1']:.2f}%" if scored else ""
-    ema_note = f", EMA {record['ema_val_top1']:.2f}%" if scored and run.ema else ""
+    task, headline = run.task, run.task.metrics[0]
+    test_note = (f", test loss {record['val_loss']:.4f}" + ("" if headline == "loss" else
+                 f", {task.label(headline)} {task.format(headline, record['val_' + headline])}")) if scored else ""
+    ema_note = f", EMA {task.format(headline, record['ema_val_' + headline])}" if scored and run.ema else ""
     run.log.text(f"{run.schedule.epoch_label(record['epoch'])}: train loss {record['train_loss']:.4f}"
                  f"{test_note}{ema_note} ({record['epoch_seconds']:.1f}s)")
 
 
 def test_scores(run: Run) -> dict[str, float]:
-    """Test loss, top-1 and top-5 of the raw weights and, with EMA, of its copy (ema_ keys)."""
-    raw = evaluate(run.model, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx)
-    scores = {"val_top1": raw["top1"], "val_top5": raw["top5"], "val_loss": raw["loss"]}
-    if run.ema:
-        ema = evaluate(run.ema.module, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx)
-        scores.update(ema_val_top1=ema["top1"], ema_val_top5=ema["top5"], ema_val_loss=ema["loss"])
-    return scores
+    """The task's scores of the raw weights (val_ keys) and, with EMA, of its copy (ema_val_ keys)."""
+    models = {"val_": run.model, **({"ema_val_": run.ema.module} if run.ema else {})}
+    return {prefix + metric: value for prefix, model in models.items()
+            for metric, value in run.task.scores(model, run).items()}
 
 
 def summarize(run: Run, record: dict[str, Any]) -> dict[str, Any]:
     """summary.json from the last epoch's record; train_seconds reads the clock (on every rank: under a time budget
     they agree on it), so it counts the final evaluation and checkpoint."""
-    cfg, progress = run.cfg, run.progress
-    return {"run_dir": str(run.run_dir), "model": run.model.preset_name, "dataset": cfg.data.dataset,
-            "epochs": progress.epoch, "steps": progress.step, "final_top1": record["val_top1"],
-            "final_top5": record["val_top5"], "best_metric": cfg.best_metric, "best": progress.best,
-            "best_epoch": progress.best_epoch, "ema_final_top1": record.get("ema_val_top1"),
-            "device": str(run.device), "precision": run.precision, "world_size": run.ctx.world_size,
+    cfg, progress, task = run.cfg, run.progress, run.task
+    finals = {f"final_{metric}": record[f"val_{metric}"] for metric in task.metrics if metric != "loss"}
+    return {"run_dir": str(run.run_dir), "model": run.model.preset_name, "task": cfg.task, "dataset": cfg.data.dataset,
+            "epochs": progress.epoch, "steps": progress.step, **finals, "final_loss": record["val_loss"],
+            "best_metric": cfg.best_metric, "best": progress.best, "best_epoch": progress.best_epoch,
+            f"ema_final_{task.metrics[0]}": record.get(f"ema_val_{task.metrics[0]}"), "device": str(run.device), "precision": run.precision, "world_size": run.ctx.world_size,
             "skipped_bad_images": sorted({**getattr(run.train_loader, "bad_images", {}),
                                           **getattr(run.test_loader, "bad_images", {})}),
             "train_seconds": run.schedule.seconds()}

@@ -1,0 +1,98 @@
+"""What the loop asks of a training task. trainer.py is one loop for every task (classification, segmentation,
+self-supervised pre-training); a task says where its data comes from, how a batch becomes a loss, and how a model is
+scored on the test data, naming the scores that may pick the best checkpoint."""
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+
+from ..data import build_dataset
+from ..data.datasets import Dataset
+from ..data.subset import take_subset
+from .distill import build_criterion
+from .evaluate import evaluate
+from .losses import classification_loss
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .trainer import Run
+
+TASKS: dict[str, type["Task"]] = {}
+
+
+def register_task(cls: type["Task"]) -> type["Task"]:
+    """Makes `task: <cls.name>` a valid training config value."""
+    TASKS[cls.name] = cls
+    return cls
+
+
+class Task:
+    """A task's scores are test-set metrics named in `metrics` (the first is the headline the log and summary lead
+    with; "loss" is lower-is-better, the rest higher); `labels` says how the log writes them."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
+    labels: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """The train and test splits, as data.dataset and data.subset say."""
+        data = self.cfg.data
+        return tuple(take_subset(build_dataset(data.dataset, split=split, skip_bad_images=data.skip_bad_images),
+                                 data.subset, split) for split in ("train", "test"))
+
+    def bind(self, model: torch.nn.Module, num_classes: int, device: torch.device) -> None:
+        """Called once the model exists and sits on its device, before the first batch."""
+
+    def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One micro-batch's loss through `model` (the wrapped, possibly compiled training model)."""
+        raise NotImplementedError
+
+    def scores(self, model: torch.nn.Module, run: Run) -> dict[str, float]:
+        """Each of `metrics` on run.test_loader."""
+        raise NotImplementedError
+
+    @classmethod
+    def lower_is_better(cls, metric: str) -> bool:
+        return metric == "loss"
+
+    @classmethod
+    def label(cls, metric: str) -> str:
+        return cls.labels.get(metric, metric)
+
+    @classmethod
+    def format(cls, metric: str, value: float) -> str:
+        """A loss as it is; every other score is a percentage."""
+        return f"{value:.4f}" if metric == "loss" else f"{value:.2f}%"
+
+
+@register_task
+class ClassifyTask(Task):
+    """Images to classes: cross-entropy (smoothed, mixed, or with a DeiT teacher); top-1, top-5 and loss."""
+
+    name = "classify"
+    metrics = ("top1", "top5", "loss")
+    labels = {"top1": "top-1", "top5": "top-5"}
+    criterion: Callable[..., torch.Tensor]
+
+    def bind(self, model: torch.nn.Module, num_classes: int, device: torch.device) -> None:
+        loss = self.cfg.loss
+        task_loss = functools.partial(classification_loss, kind=loss.kind, label_smoothing=loss.label_smoothing)
+        self.criterion = build_criterion(self.cfg.distill, model, task_loss, num_classes, device)
+
+    def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.criterion(model(images), images, targets)
+
+    def scores(self, model: torch.nn.Module, run: Run) -> dict[str, Any]:
+        result = evaluate(model, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx)
+        return {metric: result[metric] for metric in self.metrics}
+
+
+def task_class(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise ValueError(f"task={name!r} is not one of {tuple(TASKS)}")
+    return TASKS[name]
