@@ -1,8 +1,8 @@
-"""The self-supervised objectives' settings as data (a training config's `mae:` and `masked_patch:` sections)."""
+"""The self-supervised objectives' settings as data: a training config's `selfsup:` section."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # What a corrupted patch of masked patch prediction is trained to give back (the ViT paper's three variants).
 TARGETS = ("mean_color", "mean_color_4x4", "pixels")
@@ -57,3 +57,17 @@ class MaskedPatchConfig:
     def cells(self) -> int:
         """Colour predictions per patch side: 4 for the 4 x 4 downsized patch, else 1."""
         return 4 if self.target == "mean_color_4x4" else 1
+
+
+@dataclass
+class SelfSupConfig:
+    """A training config's `selfsup:` section: each objective's settings, and the kNN monitor each evaluation runs
+    (k=20 over the features of `knn_images` class-balanced training images; 0 turns it off)."""
+
+    mae: MAEConfig = field(default_factory=MAEConfig)
+    masked_patch: MaskedPatchConfig = field(default_factory=MaskedPatchConfig)
+    knn_images: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.knn_images < 0:
+            raise ValueError(f"selfsup.knn_images={self.knn_images} must be >= 0 (0: no kNN monitor)")

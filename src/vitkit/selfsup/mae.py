@@ -9,7 +9,7 @@ from torch import nn
 
 from ..layers import Block, make_norm, sincos_2d
 from .config import MAEConfig
-from .encoder import check_plain_patches
+from .objective import Objective, check_plain_patches
 from .masking import masked_mean, masked_places, unshuffle
 from .patches import norm_pix, patchify, unpatchify
 
@@ -60,15 +60,17 @@ class MAEDecoder(nn.Module):
         return self.pred(self.norm(x)[:, extra.shape[1]:])
 
 
-class MaskedAutoencoder(nn.Module):
+class MaskedAutoencoder(Objective):
     """A plain ViT encoder (saved as any vitkit model) with MAE's decoder beside it."""
 
-    def __init__(self, encoder: nn.Module, cfg: MAEConfig | None = None) -> None:
-        super().__init__()
-        self.cfg = cfg = cfg or MAEConfig()
-        self.encoder = check_plain_patches(encoder, "MAE")
-        enc = encoder.cfg
-        self.decoder = MAEDecoder(enc.embed_dim, enc.grid_size, enc.patch_size ** 2 * enc.in_chans, cfg)
+    name = "MAE"
+
+    def __init__(self, encoder: nn.Module, cfg: MAEConfig | None = None, decoder: MAEDecoder | None = None) -> None:
+        cfg = cfg or MAEConfig()
+        if decoder is None:
+            enc = check_plain_patches(encoder, self.name).cfg
+            decoder = MAEDecoder(enc.embed_dim, enc.grid_size, enc.patch_size ** 2 * enc.in_chans, cfg)
+        super().__init__(encoder, decoder, cfg)
 
     def forward(self, images: torch.Tensor) -> MAEOutput:
         """Masks cfg.mask_ratio of each image's patches at random (in training and evaluation alike), encodes the

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MaskedPatchConfig
-from .encoder import check_plain_patches
+from .objective import Objective, check_plain_patches
 from .masking import Corruption, corrupt_patches, masked_mean
 from .patches import input_pixels, mean_color_classes, patchify
 
@@ -19,35 +19,45 @@ class MaskedPatchOutput(NamedTuple):
     corruption: Corruption
 
 
-class MaskedPatchPredictor(nn.Module):
-    """A plain ViT encoder (saved as any vitkit model) with the learnable [mask] embedding and a linear prediction
-    head on each patch's final representation beside it."""
+class MaskedPatchHead(nn.Module):
+    """What masked patch prediction trains beside the encoder: the learnable [mask] embedding that replaces a
+    corrupted patch's, and the linear layer that predicts from each patch's final representation."""
 
-    def __init__(self, encoder: nn.Module, cfg: MaskedPatchConfig | None = None) -> None:
+    def __init__(self, embed_dim: int, outputs: int) -> None:
         super().__init__()
-        self.cfg = cfg = cfg or MaskedPatchConfig()
-        self.encoder = check_plain_patches(encoder, "masked patch prediction")
-        enc = encoder.cfg
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.proj = nn.Linear(embed_dim, outputs)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.proj.weight, std=0.02)
+        nn.init.zeros_(self.proj.bias)
+
+
+class MaskedPatchPredictor(Objective):
+    """A plain ViT encoder (saved as any vitkit model) with the [mask] embedding and prediction head beside it."""
+
+    name = "masked patch prediction"
+
+    def __init__(self, encoder: nn.Module, cfg: MaskedPatchConfig | None = None,
+                 decoder: MaskedPatchHead | None = None) -> None:
+        cfg = cfg or MaskedPatchConfig()
+        enc = check_plain_patches(encoder, self.name).cfg
         if cfg.target == "mean_color_4x4" and (enc.patch_size < 8 or enc.patch_size % 4):
             raise ValueError(f"masked_patch.target=mean_color_4x4 predicts a 4x4 downsized patch, which needs "
                              f"patches of 8 px or more that divide by 4; this model's are {enc.patch_size} px: use "
                              "target=mean_color")
-        self.num_classes = 2 ** (cfg.color_bits * enc.in_chans)
-        outputs = enc.patch_size ** 2 * enc.in_chans if cfg.target == "pixels" else cfg.cells ** 2 * self.num_classes
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, enc.embed_dim))
-        self.head = nn.Linear(enc.embed_dim, outputs)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        num_classes = 2 ** (cfg.color_bits * enc.in_chans)
+        outputs = enc.patch_size ** 2 * enc.in_chans if cfg.target == "pixels" else cfg.cells ** 2 * num_classes
+        super().__init__(encoder, decoder or MaskedPatchHead(enc.embed_dim, outputs), cfg)
+        self.num_classes = num_classes
 
     def forward(self, images: torch.Tensor) -> MaskedPatchOutput:
         """Corrupts the patch embeddings (before positions are added, so each keeps its place), encodes every token
         and predicts from each patch token."""
         enc = self.encoder
         tokens, grid = enc.embed_patches(images)
-        tokens, corruption = corrupt_patches(tokens, self.mask_token, self.cfg.corrupt_rate, self.cfg.split)
+        tokens, corruption = corrupt_patches(tokens, self.decoder.mask_token, self.cfg.corrupt_rate, self.cfg.split)
         latent = enc.forward_blocks(*enc.add_positions(tokens, grid))
-        return MaskedPatchOutput(self.head(enc.patch_tokens(latent)), corruption)
+        return MaskedPatchOutput(self.decoder.proj(enc.patch_tokens(latent)), corruption)
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """Colour classes [B, N, cells^2] from the true pixels (the model's preprocessing undone), or the input's

@@ -33,7 +33,7 @@ def image_grid(columns: dict[str, torch.Tensor], path: Path, title: str) -> Path
                                   vmin=0, vmax=1, interpolation="nearest")
             axes[row, col].axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (1.7 * rows)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
