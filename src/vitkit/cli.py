@@ -9,6 +9,8 @@ from .config import parse_overrides
 from .report import format_table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .export import InferenceBackend
 
 
@@ -133,8 +135,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Top-1, top-5 and per-class accuracy of a run or checkpoint, a confusion-matrix PNG and a JSON report."""
-    from pathlib import Path
-
     from .inference import evaluate_on, plot_confusion
     from .report import write_json
 
@@ -146,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _judge_representation(args, data)
     backend = _load_backend(args)
     scores = evaluate_on(backend, data, split=args.split, batch_size=args.batch_size, device=args.device)
-    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+    out = _eval_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
     report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "backend": backend.name,
@@ -159,10 +159,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge_representation(args: argparse.Namespace, data: str) -> int:
-    """`eval --knn / --linear-probe`: the frozen model's pooled features judged, whatever its head (or none)."""
+def _eval_folder(args: argparse.Namespace) -> Path:
+    """--out, else <run>/eval for a run or checkpoint folder, else ./eval."""
     from pathlib import Path
 
+    return Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+
+
+def _judge_representation(args: argparse.Namespace, data: str) -> int:
+    """`eval --knn / --linear-probe`: the frozen model's pooled features judged, whatever its head (or none)."""
     from .inference import judge_representation, load_model
     from .report import write_json
     from .representation import KNN_K
@@ -171,8 +176,7 @@ def _judge_representation(args: argparse.Namespace, data: str) -> int:
     ks = (args.knn or list(KNN_K)) if args.knn is not None else []
     scores = judge_representation(model, data, ks, args.linear_probe, args.probe_epochs, args.probe_lr,
                                   args.batch_size, args.device)
-    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
-    path = write_json(out / "representation.json", {"checkpoint": str(args.checkpoint), "data": data, **scores})
+    path = write_json(_eval_folder(args) / "representation.json", {"checkpoint": str(args.checkpoint), "data": data, **scores})
     rows = [[f"kNN, k={k} (cosine, weighted votes)", round(scores[f"knn{k}_top1"], 2)] for k in ks]
     if args.linear_probe:
         rows.append([f"linear probe (BatchNorm, {args.probe_epochs} epochs)", round(scores["probe_top1"], 2)])

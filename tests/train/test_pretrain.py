@@ -53,7 +53,8 @@ def test_a_pretraining_run_resumes_to_identical_encoder_and_decoder(tmp_path, mo
     assert "decoder_embed.weight" in expected  # the decoder, beside the encoder
     records = [json.loads(line) for line in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
-    assert {"val_loss", "val_knn20_top1"} <= set(records[-1]) and (tmp_path / "crashed" / "mae_reconstruction.png").is_file()
+    assert {"val_loss", "val_knn20_top1"} <= set(records[-1])
+    assert (tmp_path / "crashed" / "mae_reconstruction.png").is_file()
 
 
 def test_init_from_a_pretraining_run_fine_tunes_its_encoder_as_it_is(tmp_path):
@@ -70,6 +71,11 @@ def test_init_from_a_pretraining_run_fine_tunes_its_encoder_as_it_is(tmp_path):
         assert torch.equal(tuned.state_dict()[key], value), key
     assert not tuned.head.weight.any() and not tuned.head.bias.any()
     assert "head replaced: the checkpoint has 0 classes" in (tmp_path / "ft" / "train.log").read_text()
+    # and the headless encoder is judged as it is, on the run's own dataset
+    assert cli.main(["eval", str(tmp_path / "pre"), "--knn", "5", "--linear-probe", "--probe-epochs", "2"]) == 0
+    judged = json.loads((tmp_path / "pre" / "eval" / "representation.json").read_text())
+    assert judged["train_images"] == 1437 and judged["features"] == 32
+    assert 0 <= judged["knn5_top1"] <= 100 and 0 <= judged["probe_top1"] <= 100
 
 
 def test_an_image_folder_without_class_folders_pre_trains(tmp_path):

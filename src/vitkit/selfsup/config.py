@@ -69,5 +69,6 @@ class SelfSupConfig:
     knn_images: int = 5000
 
     def __post_init__(self) -> None:
-        if self.knn_images < 0:
-            raise ValueError(f"selfsup.knn_images={self.knn_images} must be >= 0 (0: no kNN monitor)")
+        if self.knn_images < 0 or 0 < self.knn_images < 20:
+            raise ValueError(f"selfsup.knn_images={self.knn_images}: the kNN-20 monitor needs at least 20 training "
+                             "images (0 turns it off)")

@@ -9,8 +9,8 @@ from torch import nn
 
 from ..layers import Block, make_norm, sincos_2d
 from .config import MAEConfig
-from .objective import Objective, check_plain_patches
 from .masking import masked_mean, masked_places, unshuffle
+from .objective import Objective, check_plain_patches
 from .patches import norm_pix, patchify, unpatchify
 
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MaskedPatchConfig
-from .objective import Objective, check_plain_patches
 from .masking import Corruption, corrupt_patches, masked_mean
+from .objective import Objective, check_plain_patches
 from .patches import input_pixels, mean_color_classes, patchify
 
 

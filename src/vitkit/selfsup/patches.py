@@ -8,7 +8,8 @@ from ..preprocess import Preprocess
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """[B, C, H, W] -> [B, N, p*p*C]: patches in the patch embedding's row-major order, pixels as (row, col, channel)."""
+    """[B, C, H, W] -> [B, N, p*p*C]: patches in the patch embedding's row-major order, pixels as (row, col,
+    channel), as MAE lays them out."""
     batch, chans, height, width = images.shape
     rows, cols = height // patch_size, width // patch_size
     x = images.reshape(batch, chans, rows, patch_size, cols, patch_size)

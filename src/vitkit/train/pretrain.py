@@ -38,8 +38,9 @@ class PretrainTask(Task):
     objective: Objective
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
-        self.train_set, self.test_set = super().build_datasets()
-        return self.train_set, self.test_set
+        train_set, test_set = super().build_datasets()
+        self.train_set = train_set  # the kNN monitor's memory comes from it
+        return train_set, test_set
 
     def bind(self, model: torch.nn.Module, num_classes: int, device: torch.device) -> None:
         """The encoder loses its head (a representation has none); the objective's parts join it on the device."""
@@ -76,7 +77,7 @@ class PretrainTask(Task):
                 images = images.to(run.device, non_blocking=True)
                 with run.autocast():
                     loss = objective.loss(images, objective(images))
-                    feats = model.forward_head(model.forward_features(images), pre_logits=True) if bank is not None else None
+                    feats = model.forward_head(model.forward_features(images), pre_logits=True) if bank else None
                 if bank is not None:
                     guess = knn_predict(*bank, feats.float(), KNN_MONITOR_K, self.num_classes)
                     sums[1] += (guess.cpu() == labels.cpu()).sum().item()
@@ -102,8 +103,9 @@ class PretrainTask(Task):
                     if per_class < smallest else self.train_set)
             data = self.cfg.data
             self.bank_loader = build_loader(bank, batch_size=data.eval_batch_size, train=False, augment=data.augment,
-                                            img_size=model.cfg.img_size, device=run.device, num_workers=data.num_workers,
-                                            in_chans=model.cfg.in_chans, preprocess=model.preprocess)
+                                            img_size=model.cfg.img_size, device=run.device,
+                                            num_workers=data.num_workers, in_chans=model.cfg.in_chans,
+                                            preprocess=model.preprocess)
         with run.autocast():
             feats, labels = cache_features(model, self.bank_loader)
         return feats.to(run.device), labels.to(run.device)

@@ -62,7 +62,8 @@ class Task:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if state:
             raise ValueError(f"task {self.name!r} trains nothing beside the model, yet the checkpoint holds task "
-                             f"weights ({', '.join(sorted(state)[:3])}...): resume it with the task it was trained with")
+                             f"weights ({', '.join(sorted(state)[:3])}...): resume it with the task it was trained "
+                             "with")
 
     def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One micro-batch's loss through `model` (the wrapped, possibly compiled training model)."""
