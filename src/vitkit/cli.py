@@ -9,6 +9,8 @@ from .config import parse_overrides
 from .report import format_table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .export import InferenceBackend
 
 
@@ -133,8 +135,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Top-1, top-5 and per-class accuracy of a run or checkpoint, a confusion-matrix PNG and a JSON report."""
-    from pathlib import Path
-
     from .inference import evaluate_on, plot_confusion
     from .report import write_json
 
@@ -142,9 +142,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if data is None:
         raise ValueError(f"{args.checkpoint} is not a training run, so its dataset is unknown; pass --data SPEC "
                          "(e.g. --data digits or --data cifar10:/path)")
+    if args.knn is not None or args.linear_probe:
+        return _judge_representation(args, data)
     backend = _load_backend(args)
     scores = evaluate_on(backend, data, split=args.split, batch_size=args.batch_size, device=args.device)
-    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+    out = _eval_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
     report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "backend": backend.name,
@@ -154,6 +156,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(rows, ["class", "accuracy (%)"]))
     print(f"\n{data} ({args.split}): top-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
           f"({scores['count']} images)\nwritten: {out / 'eval.json'}, {out / 'confusion.png'}")
+    return 0
+
+
+def _eval_folder(args: argparse.Namespace) -> Path:
+    """--out, else <run>/eval for a run or checkpoint folder, else ./eval."""
+    from pathlib import Path
+
+    return Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+
+
+def _judge_representation(args: argparse.Namespace, data: str) -> int:
+    """`eval --knn / --linear-probe`: the frozen model's pooled features judged, whatever its head (or none)."""
+    from .inference import judge_representation, load_model
+    from .report import write_json
+    from .representation import KNN_K
+
+    model = load_model(args.checkpoint, args.device)
+    ks = (args.knn or list(KNN_K)) if args.knn is not None else []
+    scores = judge_representation(model, data, ks, args.linear_probe, args.probe_epochs, args.probe_lr,
+                                  args.batch_size, args.device)
+    path = write_json(_eval_folder(args) / "representation.json", {"checkpoint": str(args.checkpoint), "data": data, **scores})
+    rows = [[f"kNN, k={k} (cosine, weighted votes)", round(scores[f"knn{k}_top1"], 2)] for k in ks]
+    if args.linear_probe:
+        rows.append([f"linear probe (BatchNorm, {args.probe_epochs} epochs)", round(scores["probe_top1"], 2)])
+    print(format_table(rows, ["judge", "test top-1 (%)"]))
+    print(f"\n{data}: {scores['train_images']} train / {scores['test_images']} test images, {scores['features']} "
+          f"features each\nwritten: {path}")
     return 0
 
 
@@ -171,6 +200,14 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="output folder (default: <run>/eval)")
+    parser.add_argument("--knn", nargs="*", type=int, metavar="K",
+                        help="judge the pooled features instead: kNN top-1 (cosine similarity, temperature-weighted "
+                             "votes) for each K, default 20 200; the train split is the memory")
+    parser.add_argument("--linear-probe", action="store_true",
+                        help="judge the pooled features instead: a linear probe (BatchNorm without affine + linear "
+                             "head) trained on the train split's cached features")
+    parser.add_argument("--probe-epochs", type=int, default=100)
+    parser.add_argument("--probe-lr", type=float, default=1e-3)
     _backend_arguments(parser)
 
 
@@ -306,7 +343,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Writes the paper's Fig. 7 pictures, attention maps, rollout and Grad-CAM as PNGs plus one report.html."""
-    from .analysis import analyze, dataset_images, load_for_analysis, load_images, synthetic_images
+    from .analysis import analyze, dataset_images, load_for_analysis, load_images, run_pictures, synthetic_images
 
     model, origin = load_for_analysis(args.source)
     size, chans = model.cfg.img_size, model.cfg.in_chans
@@ -321,7 +358,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for name, reason in images.unreadable:
         print(f"vitkit analyze: unreadable image skipped: {name} ({reason})", file=sys.stderr)
     result = analyze(model, images, args.out, layers=args.layer, show=args.show, device=args.device,
-                     title=f"vitkit analyze {args.source}", notes=[origin])
+                     title=f"vitkit analyze {args.source}", notes=[origin], pictures=run_pictures(args.source))
     for message in result.messages:
         print(f"note: {message}", file=sys.stderr)
     print(f"wrote {len(result.files)} files to {args.out}; open {result.files['report.html']}")

@@ -66,6 +66,31 @@ def evaluate_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str
     return scores
 
 
+def judge_representation(model: torch.nn.Module, spec: str, knn: Sequence[int] = (), probe: bool = False,
+                         probe_epochs: int = 100, probe_lr: float = 1e-3, batch_size: int = 256,
+                         device: str | torch.device = "cpu") -> dict[str, Any]:
+    """kNN top-1 for each k in `knn` and linear-probe top-1 (MAE's BatchNorm without affine before a new linear
+    head) of a model's pooled features: the train split's features are the memory and the probe's training data,
+    the test split's are judged. Any checkpoint, supervised or not; its own head is not used."""
+    from .representation import cache_features, knn_accuracy, probe_head
+
+    splits = [build_dataset(spec, split=split) for split in ("train", "test")]
+    loaders = [build_loader(dataset, batch_size=batch_size, train=False, img_size=model.cfg.img_size, device=device,
+                            in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_workers=0)
+               for dataset in splits]
+    (train_x, train_y), (test_x, test_y) = (cache_features(model, loader) for loader in loaders)
+    num_classes = len(splits[0].classes)
+    scores: dict[str, Any] = {"train_images": len(train_x), "test_images": len(test_x), "features": train_x.shape[1]}
+    if knn:
+        scores.update(knn_accuracy(train_x, train_y, test_x, test_y, knn, num_classes=num_classes))
+    if probe:
+        torch.manual_seed(0)
+        head = torch.nn.Linear(train_x.shape[1], num_classes)
+        result = probe_head(head, train_x, train_y, test_x, test_y, probe_epochs, probe_lr, batch_norm=True)
+        scores.update({"probe_train_top1": result["train_top1"], "probe_top1": result["test_top1"]})
+    return scores
+
+
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> Path:
     """Row-normalised confusion matrix (true class by row) with counts, as a PNG."""
     counts = np.asarray(confusion, dtype=np.float64)
