@@ -438,7 +438,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          timeout_s=args.timeout, max_pixels=args.max_pixels, max_body_mb=args.max_body_mb,
                          api_key=args.api_key or os.environ.get(API_KEY_VARIABLE), host=args.host, port=args.port,
-                         workers=args.workers, threads=args.threads)
+                         workers=args.workers, threads=args.threads, access_log=not args.no_access_log)
     from .serve.server import serve
 
     return serve(config)
@@ -468,6 +468,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch / onnxruntime threads per worker (default: cores / "
                                                     "workers)")
     parser.add_argument("--name", help="the model's name in responses (default: the source's file or folder name)")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="no log line per request (refusals and errors are still logged with their request id)")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {

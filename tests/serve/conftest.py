@@ -13,7 +13,9 @@ from PIL import ImageFile
 from vitkit import ViTConfig, VisionTransformer, save_pretrained
 from vitkit.cli import main
 
-from serve_helpers import LABELS, TINY, image_bytes, smooth_image, start_server
+from serve_helpers import LABELS, TINY, image_bytes, smooth_image
+
+from vitkit.serve.process import ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +67,5 @@ def decoded_pixels(monkeypatch):
 @pytest.fixture(scope="session")
 def live_server(checkpoint):
     """One server for every test that needs a real socket: loopback, a free port, a 1 MB body limit."""
-    server = start_server(str(checkpoint), "--backend", "torch-fp32", "--threads", "1", "--max-body-mb", "1")
-    yield server
-    server.stop()
+    with ServerProcess([str(checkpoint), "--backend", "torch-fp32", "--threads", "1", "--max-body-mb", "1"]) as server:
+        yield server

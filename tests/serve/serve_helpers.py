@@ -1,14 +1,9 @@
 """Helpers of the server tests: images made by the test (including a hand-built PNG bomb), the reference
-comparisons, Prometheus parsing, and `vitkit serve` started as a user starts it, on a free loopback port."""
+comparisons, Prometheus parsing."""
 import io
-import re
 import struct
-import subprocess
-import sys
-import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -17,7 +12,6 @@ from PIL import Image
 
 LABELS = ["apple", "bee", "cat", "dog", "eel"]
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=len(LABELS))
-URL_LINE = re.compile(r"serving .* at (http://\S+) \(")
 
 
 def require_serve_extra() -> None:
@@ -83,52 +77,3 @@ def wait_until(condition, timeout: float = 60.0, every: float = 0.05, what: str 
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-@dataclass
-class RunningServer:
-    """A `python -m vitkit serve` process and everything it logged so far."""
-
-    process: subprocess.Popen
-    url: str = ""
-    lines: list[str] = field(default_factory=list)
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(timeout)
-
-
-def start_server(*args: str) -> RunningServer:
-    """Starts `vitkit serve ARGS --port 0` (the OS picks a free port, the first log line names it) and returns
-    once /readyz answers 200."""
-    import httpx
-
-    process = subprocess.Popen([sys.executable, "-m", "vitkit", "serve", *args, "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    server = RunningServer(process)
-    deadline = time.monotonic() + 60
-    for line in process.stdout:
-        server.lines.append(line)
-        if match := URL_LINE.search(line):
-            server.url = match.group(1)
-            break
-        if time.monotonic() > deadline:
-            break
-    threading.Thread(target=lambda: server.lines.extend(process.stdout), daemon=True).start()
-    if not server.url:
-        server.stop()
-        raise AssertionError(f"vitkit serve printed no URL:\n{server.log()}")
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"vitkit serve exited with {process.returncode}:\n{server.log()}")
-        try:
-            return httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:  # the port opens once the model is loaded and warm
-            return False
-    wait_until(ready, what=f"{server.url}/readyz")
-    return server

@@ -9,14 +9,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from serve_helpers import (assert_same_predictions, metric_samples, metric_value, require_serve_extra,
-                           start_server, wait_until)
+from serve_helpers import assert_same_predictions, metric_samples, metric_value, require_serve_extra, wait_until
 
 require_serve_extra()
 
 import httpx  # noqa: E402
 
 from vitkit.cli import main  # noqa: E402
+from vitkit.serve.process import ServerProcess  # noqa: E402
 
 FOREVER_MS = "600000"
 
@@ -82,8 +82,8 @@ def test_a_streamed_oversize_body_is_refused_once_past_the_limit(live_server, ph
 def test_sigterm_answers_every_queued_request_then_exits_0(checkpoint, photos, predicted):
     """The batch waits for ever for more images, so the four requests are certainly queued when the signal comes;
     each must still get its answer, promptly, and the process must exit 0."""
-    server = start_server(str(checkpoint), "--backend", "torch-fp32", "--threads", "1", "--max-wait-ms", FOREVER_MS)
-    try:
+    with ServerProcess([str(checkpoint), "--backend", "torch-fp32", "--threads", "1", "--max-wait-ms", FOREVER_MS]
+                       ) as server:
         with ThreadPoolExecutor(4) as pool:
             answers = [pool.submit(post_file, server.url, path) for path in photos[:4]]
             wait_until(lambda: metric_value(httpx.get(f"{server.url}/metrics").text, "vitkit_queue_depth") == 4,
@@ -98,13 +98,10 @@ def test_sigterm_answers_every_queued_request_then_exits_0(checkpoint, photos, p
         assert time.monotonic() - signalled < 30  # drained at once, not after the 600 s wait
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{server.url}/healthz", timeout=5)
-    finally:
-        server.stop()
 
 
 def test_two_workers_share_the_port_and_metrics_add_up_over_both(checkpoint, photos):
-    server = start_server(str(checkpoint), "--backend", "torch-fp32", "--workers", "2", "--threads", "1")
-    try:
+    with ServerProcess([str(checkpoint), "--backend", "torch-fp32", "--workers", "2", "--threads", "1"]) as server:
         def ready_workers() -> set[str]:
             text = httpx.get(f"{server.url}/metrics", timeout=10).text
             return {s.labels["pid"] for s in metric_samples(text) if s.name == "vitkit_worker_ready" and s.value == 1}
@@ -116,8 +113,6 @@ def test_two_workers_share_the_port_and_metrics_add_up_over_both(checkpoint, pho
         assert "2 worker(s) x 1 threads" in server.log()
         assert all(f"worker {pid} ready" in server.log() for pid in workers)
         assert server.stop() == 0
-    finally:
-        server.stop()
 
 
 def test_the_command_refuses_a_missing_source_and_bad_settings(tmp_path, capsys):

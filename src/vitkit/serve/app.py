@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, AsyncIterator, Callable, Literal
 
+import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -121,9 +122,7 @@ class Serving:
         model = self.served()
         if explain and (reason := model.why_no_explain()):
             raise HTTPException(400, f"explain={explain} is not available: {reason}")
-        max_pixels = self.config.max_pixels
-        images = await asyncio.gather(*(asyncio.to_thread(decode_upload, data, max_pixels) for _, data in uploads))
-        pixels = await asyncio.gather(*(asyncio.to_thread(model.pixels, image) for image in images))
+        pixels = await asyncio.gather(*(asyncio.to_thread(self._prepare, data) for _, data in uploads))
         assert self.batcher is not None
         rows = await self.batcher.submit(pixels, self.config.timeout_s)
         results = []
@@ -139,6 +138,10 @@ class Serving:
                                      "overlay_png": base64.b64encode(png).decode()}
             results.append(result)
         return results
+
+    def _prepare(self, data: bytes) -> np.ndarray:
+        """Decoded (after the header check), resized and cropped: one trip to a decoding thread per image."""
+        return self.served().pixels(decode_upload(data, self.config.max_pixels))
 
     def served(self) -> ServedModel:
         """The loaded model (loading precedes serving; only a stopped server has none)."""
@@ -169,7 +172,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(ApiKey, api_key=config.api_key)
-    app.add_middleware(RequestContext, metrics=serving.metrics)  # outermost: every response gets the request id
+    app.add_middleware(RequestContext, metrics=serving.metrics, access_log=config.access_log)  # outermost
     return app
 
 

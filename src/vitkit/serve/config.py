@@ -28,6 +28,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1
     threads: int | None = None
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         positive = {"max_batch_size": self.max_batch_size, "max_queue": self.max_queue, "timeout_s": self.timeout_s,

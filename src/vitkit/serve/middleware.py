@@ -34,10 +34,11 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 class RequestContext:
     """Gives each request an id (the client's X-Request-ID when it sends a sane one), echoes it on the response,
-    logs one line per request under it, counts it in the metrics, and turns a crash into a 500 that carries it."""
+    logs one line per request under it (unless access_log is off), counts it in the metrics, and turns a crash into
+    a 500 that carries it."""
 
-    def __init__(self, app: App, metrics: ServeMetrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: App, metrics: ServeMetrics, access_log: bool = True) -> None:
+        self.app, self.metrics, self.access_log = app, metrics, access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +67,8 @@ class RequestContext:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")  # templates only: bounded label values
             self.metrics.observe(route, status, seconds)
-            log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, 1000 * seconds)
+            if self.access_log:
+                log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, 1000 * seconds)
             REQUEST_ID.reset(token)
 
 
