@@ -137,6 +137,28 @@ def test_the_model_endpoint_describes_the_checkpoint(client, checkpoint):
     assert info["parameters"] == sum(t.numel() for t in load_model(checkpoint).state_dict().values())
 
 
+def test_the_model_is_warmed_up_on_a_full_batch_and_one_image_before_the_first_request(checkpoint, monkeypatch):
+    from vitkit.serve.model import ServedModel
+
+    calls = []
+    original = ServedModel.classify
+    monkeypatch.setattr(ServedModel, "classify", lambda self, arrays: calls.append(len(arrays)) or original(self, arrays))
+    with serve_in_process(checkpoint, max_batch_size=8):
+        assert calls == [8, 1]  # the lifespan has run; no request was sent
+
+
+def test_the_demo_page_and_the_api_docs_are_served_and_the_page_needs_no_network(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "://" not in page.text  # no CDN, no font or script from elsewhere: it works offline
+    assert not re.findall(r"""(?:src|href)\s*=\s*["'](?!data:)""", page.text)  # and no second file of its own
+    assert 'id="file"' in page.text and "/v1/classify" in page.text
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()["paths"]
+    assert set(schema["/v1/classify"]["post"]["requestBody"]["content"]) == {"multipart/form-data", "image/*"}
+    assert {"/v1/classify/batch", "/v1/model", "/healthz", "/readyz", "/metrics"} <= set(schema)
+
+
 JPEG = image_bytes(smooth_image(12, 64, 64), "JPEG")
 BAD_REQUESTS = {
     "not-an-image": (dict(content=b"plain text", headers={"Content-Type": "image/png"}), 400, "not an image"),

@@ -120,3 +120,15 @@ def test_the_command_refuses_a_missing_source_and_bad_settings(tmp_path, capsys)
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--max-batch-size", "0"]) == 2
     assert "max_batch_size=0: must be positive" in capsys.readouterr().err
+
+
+def test_the_api_key_comes_from_the_flag_or_the_environment(checkpoint, monkeypatch):
+    import vitkit.serve.server
+
+    started = []
+    monkeypatch.setattr(vitkit.serve.server, "serve", lambda config: started.append(config) or 0)
+    monkeypatch.setenv("VITKIT_API_KEY", "from-env")
+    assert main(["serve", str(checkpoint)]) == 0
+    assert main(["serve", str(checkpoint), "--api-key", "from-flag"]) == 0
+    assert [config.api_key for config in started] == ["from-env", "from-flag"]
+    assert started[0].host == "127.0.0.1" and started[0].port == 8000
