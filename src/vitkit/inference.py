@@ -140,7 +140,7 @@ def predict(model: torch.nn.Module | InferenceBackend, inputs: Sequence[str | Pa
 
 
 def model_input(arrays: Sequence[np.ndarray], model: torch.nn.Module | InferenceBackend) -> torch.Tensor:
-    """The normalised [B, C, H, W] batch of eval_pixels arrays, as every caller (predict, the server) feeds the model."""
+    """The normalised [B, C, H, W] batch of eval_pixels arrays: how predict and the server feed the model."""
     transform = EvalTransform(model.cfg.img_size, model.preprocess, model.cfg.in_chans, cropped=True)
     return transform(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
 

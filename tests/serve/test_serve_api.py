@@ -142,7 +142,8 @@ def test_the_model_is_warmed_up_on_a_full_batch_and_one_image_before_the_first_r
 
     calls = []
     original = ServedModel.classify
-    monkeypatch.setattr(ServedModel, "classify", lambda self, arrays: calls.append(len(arrays)) or original(self, arrays))
+    monkeypatch.setattr(ServedModel, "classify",
+                        lambda self, arrays: calls.append(len(arrays)) or original(self, arrays))
     with serve_in_process(checkpoint, max_batch_size=8):
         assert calls == [8, 1]  # the lifespan has run; no request was sent
 

@@ -195,6 +195,7 @@ def drain_on_signals(drain: Callable[[], None]) -> Callable[[], None]:
         return lambda: None
     loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.SIG_DFL if handler is None else handler for sig, handler in previous.items()}  # None: C's
 
     def handler(sig: int, frame: Any) -> None:
         loop.call_soon_threadsafe(drain)

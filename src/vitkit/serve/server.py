@@ -80,7 +80,8 @@ def _announce(config: ServeConfig, address: tuple) -> None:
     """The first log lines: what is served, how it runs and batches, and where."""
     host, port = address[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    backend = "onnxruntime (ONNX file)" if config.is_onnx else config.backend + (", int8 allowed" if config.int8 else "")
+    backend = ("onnxruntime (ONNX file)" if config.is_onnx
+               else config.backend + (", int8 allowed" if config.int8 else ""))
     log.info("serving %s at %s (demo page /, API docs /docs, metrics /metrics)", config.source, url)
     log.info("backend %s; %d worker(s) x %d threads; batches of up to %d images, waiting at most %g ms; queue %d, "
              "timeout %g s; max %g megapixels, %g MB bodies; API key %s", backend, config.workers,
