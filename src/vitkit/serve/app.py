@@ -144,7 +144,7 @@ class Serving:
         return self.served().pixels(decode_upload(data, self.config.max_pixels))
 
     def served(self) -> ServedModel:
-        """The loaded model (loading precedes serving; only a stopped server has none)."""
+        """The loaded model (the lifespan loads it before the port opens, so requests always find one)."""
         if self.model is None:
             raise ShuttingDown("the model is not loaded")
         return self.model
