@@ -457,6 +457,58 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the records to this JSON file")
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serves a checkpoint or ONNX file over HTTP with dynamic batching until SIGTERM (then drains and exits 0)."""
+    import os
+
+    from .serve import ServeConfig, require_serve_extra
+    from .serve.config import API_KEY_VARIABLE
+
+    try:
+        require_serve_extra()
+    except ImportError as missing:
+        raise SystemExit(f"vitkit serve: {missing}")
+    if not (args.source.startswith("hf-hub:") or os.path.exists(args.source)):
+        raise ValueError(f"{args.source}: no such file or folder; give a run folder, a checkpoint or an ONNX file "
+                         "from `vitkit export`")
+    config = ServeConfig(source=args.source, name=args.name, backend=args.backend, int8=args.int8,
+                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         timeout_s=args.timeout, max_pixels=args.max_pixels, max_body_mb=args.max_body_mb,
+                         api_key=args.api_key or os.environ.get(API_KEY_VARIABLE), host=args.host, port=args.port,
+                         workers=args.workers, threads=args.threads, access_log=not args.no_access_log)
+    from .serve.server import serve
+
+    return serve(config)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="run folder, checkpoint (vitkit, timm, HF, ViT-5) or an ONNX file from "
+                                       "`vitkit export` (served by onnxruntime)")
+    _backend_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 "
+                                                             "exposes the server to the network)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: any free one; the log names it)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="most images in one forward")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="longest a request waits for its batch to fill (0: run whatever is queued at once)")
+    parser.add_argument("--max-queue", type=int, default=256,
+                        help="images that may wait; beyond that requests get 503 with Retry-After")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait for its answer "
+                                                                    "before a 504")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000,
+                        help="largest image (width x height) accepted, checked from the header before decoding")
+    parser.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body; beyond it 413")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every endpoint but /healthz and "
+                                          "/readyz (default: $VITKIT_API_KEY, else no key)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the port, the cores split between them; /metrics sums them")
+    parser.add_argument("--threads", type=int, help="torch / onnxruntime threads per worker (default: cores / "
+                                                    "workers)")
+    parser.add_argument("--name", help="the model's name in responses (default: the source's file or folder name)")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="no log line per request (refusals and errors are still logged with their request id)")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "models": (cmd_models, lambda p: p.add_argument("pattern", nargs="?", default="*",
                                                     help="shell-style filter, e.g. 'vit5_*'"),
@@ -472,6 +524,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "analyze": (cmd_analyze, _analyze_arguments, "Fig. 7 analyses, attention maps and Grad-CAM as PNGs + report.html"),
     "export": (cmd_export, _export_arguments, "write a checkpoint as a checked ONNX file"),
     "bench": (cmd_bench, _bench_arguments, "images/s, FLOP/s and share of matmul peak, optionally beside a plain ViT"),
+    "serve": (cmd_serve, _serve_arguments, "HTTP inference server with dynamic batching, metrics and a demo page"),
 }
 
 
