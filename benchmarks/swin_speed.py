@@ -1,8 +1,8 @@
 """ViT-5 against Swin at 224: inference images/s in one alternating run, beside the ViT-5 write-up's claims (its
 Swin comparison table: ViT-5-B infers at 1.1x Swin-B's speed, ViT-5-L at 0.9x Swin-L's).
 
-    python benchmarks/swin_speed.py                      # B: vitkit ViT-5-B, vitkit Swin-B, timm's Swin-B; fp32 and bf16
-    python benchmarks/swin_speed.py --large              # also ViT-5-L against a Swin-L (slow on a CPU)
+    python benchmarks/swin_speed.py            # vitkit ViT-5-B, vitkit Swin-B, timm's Swin-B; fp32 and bf16
+    python benchmarks/swin_speed.py --large    # also ViT-5-L against a Swin-L (slow on a CPU)
     python benchmarks/swin_speed.py --batch 2 --min-time 0.2 --repeats 1 --dtypes fp32   # a smoke run
 
 Weights are random (speed does not depend on them). timm's Swin-B joins where timm imports (benchmarks/
@@ -82,7 +82,8 @@ def main() -> int:
                               "claimed"]))
     print(f"\nclaimed: {SOURCE}; {timm_note}")
     env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine())
-    print(f"written to {write_json(args.out, dict(environment=env, timm=timm_note, claims_source=SOURCE, results=records))}")
+    path = write_json(args.out, dict(environment=env, timm=timm_note, claims_source=SOURCE, results=records))
+    print(f"written to {path}")
     return 0
 
 
