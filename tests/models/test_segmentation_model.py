@@ -99,3 +99,19 @@ def test_a_training_config_section_builds_it():
     assert isinstance(model, SegmentationModel) and model.cfg.num_classes == 3
     with pytest.raises(ValueError, match="segmentation models have no presets"):
         ModelConfig.from_config({"family": "segment", "name": "vit_cifar_patch4_32"}).build(num_classes=3)
+
+
+def test_grad_checkpointing_reaches_a_vit_backbone(monkeypatch):
+    import vitkit.models.vision_transformer as vit_module
+
+    model = tiny(VIT).train()
+    images = torch.randn(2, 3, 32, 32)
+    model(images).square().mean().backward()
+    expected = model.backbone.patch_embed.proj.weight.grad.clone()
+    model.zero_grad()
+    calls = []
+    monkeypatch.setattr(vit_module, "checkpoint", lambda fn, *args, **kw: calls.append(fn) or fn(*args))
+    model.set_grad_checkpointing(True)
+    model(images).square().mean().backward()
+    assert len(calls) == 2  # both blocks, through forward_intermediates
+    torch.testing.assert_close(model.backbone.patch_embed.proj.weight.grad, expected)
