@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitkit.data import AugmentConfig
+from vitkit.data import AugmentConfig, build_dataset
 from vitkit.data.segmentation import (PairTrainTransform, build_segmentation_dataset, build_segmentation_loader,
                                       resize_masks, synthseg_options)
 from vitkit.preprocess import Preprocess
@@ -115,6 +115,8 @@ def test_synthseg_specs():
         build_segmentation_dataset("synthseg:/nowhere?train=2", "train")
     with pytest.raises(ValueError, match="unknown segmentation dataset 'cifar10:/x'"):
         build_segmentation_dataset("cifar10:/x", "train")
+    with pytest.raises(ValueError, match="is a segmentation set .* task=segment"):
+        build_dataset("synthseg?train=3", "train")
 
 
 def test_synthseg_from_the_shared_data_records_its_spec(cifar10_root, fashion_root):

@@ -24,14 +24,8 @@ from .synthetic_seg import SyntheticSegmentation, make_synthetic_segmentation
 from .transforms import EvalTransform, TrainTransform, normalize, pad_offsets, sample_rrc_boxes, to_float
 
 SegmentationDataset = SegmentationFolderDataset | SyntheticSegmentation
-KINDS = ("segfolder", "synthseg")
 SYNTHSEG_ROOT = "../shared"
 SYNTHSEG_OPTIONS = {"seed": 0, "size": 64, "train": 10000, "test": 2000}
-
-
-def is_segmentation_spec(spec: str) -> bool:
-    """True for the dataset specs that yield masks rather than class labels."""
-    return spec.partition(":")[0].partition("?")[0].strip().lower() in KINDS
 
 
 def build_segmentation_dataset(spec: str, split: str | None = None, seed: int = 0,
