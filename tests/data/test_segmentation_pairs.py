@@ -37,6 +37,22 @@ def test_random_resized_crops_and_flips_move_image_and_mask_alike(hflip):
         assert (y[:, :, 1:] % SIDE <= y[:, :, :-1] % SIDE).all()
 
 
+def test_folder_crops_move_image_and_mask_alike(tmp_path):
+    """The same check where workers crop each file with Pillow (image bilinear, mask NEAREST) and the device flips."""
+    images, masks = ramps(4)
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "images" / f"{i}.png")
+        Image.fromarray(mask.numpy().astype(np.uint8)).save(tmp_path / "masks" / f"{i}.png")
+    augment = AugmentConfig(crop="rrc", scale=(0.2, 0.6), hflip=0.5, interpolation="bilinear")
+    loader = build_segmentation_loader(build_segmentation_dataset(f"segfolder:{tmp_path}"), 4, True, augment, (12, 12),
+                                       PLAIN, num_workers=0)
+    x, y = next(iter(loader))
+    assert (y // SIDE - x[:, 0] * (SIDE - 1)).abs().max() <= 0.55  # 0.5, plus the ramps' rounding to 8 bits
+    assert (y % SIDE - x[:, 1] * (SIDE - 1)).abs().max() <= 0.55
+
+
 def test_pad_and_crop_labels_the_padding_ignore():
     images, masks = ramps(8)
     augment = AugmentConfig(crop="pad", padding=3, hflip=0.0)

@@ -125,8 +125,8 @@ class PairEvalTransform(EvalTransform):
     nearest neighbour; normalised as the model's preprocessing says."""
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator | None = None) -> Batch:
-        return whole_image_input(images, self.img_size, self.preprocess, self.in_chans), resize_masks(masks,
-                                                                                                      self.img_size)
+        x = whole_image_input(images, self.img_size, self.preprocess, self.in_chans)
+        return x, resize_masks(masks, self.img_size)
 
 
 def whole_image_input(images: torch.Tensor, img_size: tuple[int, int], preprocess: Preprocess,
