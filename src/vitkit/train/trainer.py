@@ -153,14 +153,15 @@ def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, mode
                          f"({ctx.world_size} x {cfg.optim.accum_steps})")
     micro_batch = world_batch // (ctx.world_size * cfg.optim.accum_steps)
     img_size = model.cfg.img_size
+    frames = getattr(model.cfg, "num_frames", None)  # video models take clips of this many frames
     train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
                                 img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
                                 num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                                in_chans=model.cfg.in_chans, preprocess=model.preprocess)
+                                in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
     test_loader = build_loader(test_set, batch_size=cfg.data.eval_batch_size, train=False, augment=cfg.data.augment,
                                img_size=img_size, device=device, seed=cfg.seed, drop_last=False,
                                num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                               in_chans=model.cfg.in_chans, preprocess=model.preprocess)
+                               in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
     steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
     if steps_per_epoch == 0:
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
