@@ -1,4 +1,4 @@
-"""Moving Fashion-MNIST from a stand-in Fashion-MNIST written by the test in the idx format: the labels are checked
+"""Moving Fashion-MNIST from a stand-in Fashion-MNIST in the idx format (tests/conftest.py): the labels are checked
 against the motion measured in the pixels drawn (the item's centre of brightness), not against the generator's own
 numbers."""
 import numpy as np
@@ -8,25 +8,7 @@ import torch
 from vitkit.data import build_dataset
 from vitkit.data.moving_fashion import DIRECTIONS, MIRROR, MovingFashionParams, make_moving_fashion
 
-from test_datasets import write_idx  # the idx layout (tests/data on sys.path)
-
-SMALL = dict(frames=10, size=48, speed=(1.0, 2.0), count=24)
-
-
-@pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
-    """Ten items per split: a bright block of random size and place with some texture, on black; classes 0-9."""
-    root = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for prefix in ("train", "t10k"):
-        items = np.zeros((10, 28, 28), np.uint8)
-        for item in items:
-            top, left = rng.integers(2, 12, 2)
-            height, width = rng.integers(8, 15, 2)
-            item[top:top + height, left:left + width] = rng.integers(120, 256, (height, width))
-        write_idx(root / f"{prefix}-images-idx3-ubyte", items, False)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", np.arange(10), False)
-    return root
+SMALL = dict(frames=10, size=48, speed=(1.0, 2.0), train_clips=24, test_clips=24)
 
 
 def centres(clip: torch.Tensor) -> np.ndarray:
@@ -42,8 +24,8 @@ def compass(vector: np.ndarray) -> int:
     return int(np.round(np.degrees(np.arctan2(-vector[1], vector[0])) / 45)) % 8
 
 
-def test_labels_are_the_direction_the_item_moves_in_steady_steps_inside_the_frame(fashion):
-    clips, tracks = make_moving_fashion(fashion, "train", MovingFashionParams(**SMALL))
+def test_labels_are_the_direction_the_item_moves_in_steady_steps_inside_the_frame(stand_in_fashion):
+    clips, tracks = make_moving_fashion(stand_in_fashion, "train", MovingFashionParams(**SMALL))
     for clip, label in zip(clips.clips, clips.labels.tolist()):
         path = centres(clip)
         assert compass(path[-1] - path[0]) == label
@@ -57,8 +39,8 @@ def test_labels_are_the_direction_the_item_moves_in_steady_steps_inside_the_fram
     assert set(clips.labels.tolist()) > {0, 4}  # both ways along an axis occur
 
 
-def test_a_still_distractor_does_not_change_the_motion_the_label_names(fashion):
-    clips, tracks = make_moving_fashion(fashion, "test", MovingFashionParams(**SMALL, distractor=True))
+def test_a_still_distractor_does_not_change_the_motion_the_label_names(stand_in_fashion):
+    clips, tracks = make_moving_fashion(stand_in_fashion, "test", MovingFashionParams(**SMALL, distractor=True))
     for clip, label in zip(clips.clips, clips.labels.tolist()):
         change = (clip[-1, 0].double() - clip[0, 0].double()).numpy()  # the still item cancels where uncovered
         arrived, left = np.clip(change, 0, None), np.clip(-change, 0, None)
@@ -68,25 +50,26 @@ def test_a_still_distractor_does_not_change_the_motion_the_label_names(fashion):
     assert np.all(tracks.distractor >= 0) and np.array_equal(tracks.distractor_class, tracks.distractor)  # labels 0-9
 
 
-def test_the_same_parameters_make_the_same_clips_and_are_recorded(fashion):
+def test_the_same_parameters_make_the_same_clips_and_are_recorded(stand_in_fashion):
     params = MovingFashionParams(**SMALL, seed=5)
-    first, again = (make_moving_fashion(fashion, "train", params)[0] for _ in range(2))
+    first, again = (make_moving_fashion(stand_in_fashion, "train", params)[0] for _ in range(2))
     assert torch.equal(first.clips, again.clips) and torch.equal(first.labels, again.labels)
-    assert not torch.equal(first.clips, make_moving_fashion(fashion, "train", MovingFashionParams(**SMALL))[0].clips)
-    assert first.params["seed"] == 5 and first.params["frames"] == 10 and first.params["count"] == 24
+    other = make_moving_fashion(stand_in_fashion, "train", MovingFashionParams(**SMALL))[0]
+    assert not torch.equal(first.clips, other.clips)
+    assert first.params["seed"] == 5 and first.params["frames"] == 10 and first.params["train_clips"] == 24
     assert first.classes == list(DIRECTIONS) and first.mirror == MIRROR
 
 
-def test_the_item_class_can_be_the_label(fashion):
-    clips, tracks = make_moving_fashion(fashion, "train", MovingFashionParams(**SMALL, label="item"))
+def test_the_item_class_can_be_the_label(stand_in_fashion):
+    clips, tracks = make_moving_fashion(stand_in_fashion, "train", MovingFashionParams(**SMALL, label="item"))
     assert clips.labels.tolist() == tracks.item.tolist() and clips.mirror is None  # stand-in item i has class i
 
 
-def test_the_spec_takes_parameters_and_names_unknown_ones(fashion):
-    clips = build_dataset(f"moving-fashion:{fashion}?count=3&frames=6&size=48&speed=[1,3]", "test")
+def test_the_spec_takes_parameters_and_names_unknown_ones(stand_in_fashion):
+    clips = build_dataset(f"moving-fashion:{stand_in_fashion}?test_clips=3&frames=6&size=48&speed=[1,3]", "test")
     assert clips.clips.shape == (3, 6, 1, 48, 48) and clips.params["speed"] == (1.0, 3.0)
     with pytest.raises(ValueError, match="unknown config key 'moving-fashion:PATH[?]sped'"):
-        build_dataset(f"moving-fashion:{fashion}?sped=2", "test")
+        build_dataset(f"moving-fashion:{stand_in_fashion}?sped=2", "test")
 
 
 def test_tracks_that_cannot_stay_inside_are_refused():

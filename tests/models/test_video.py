@@ -11,7 +11,7 @@ from vitkit.models import (ModelConfig, VideoConfig, VideoTransformer, VisionTra
 
 CHECKPOINT = Path(__file__).resolve().parents[2].parent / "shared" / "checkpoints" / "fashion_mnist_budget"
 TINY = dict(img_size=16, patch_size=4, in_chans=2, num_classes=5, embed_dim=32, depth=2, num_heads=4)
-ATTENTIONS = [("joint", 0), ("divided", 0), ("factorised", 1)]
+ATTENTIONS = [("frames", 0), ("joint", 0), ("divided", 0), ("factorised", 1)]
 
 
 def image_model(**overrides) -> VisionTransformer:
@@ -93,7 +93,8 @@ def test_attention_maps_are_distributions_in_space_and_in_time():
         space, time = model.get_attention_maps(torch.randn(2, 2, 6, 16, 16))
         assert space[0].shape == (2, 3, 4, 1 + 16 if attention != "joint" else 16, 17 if attention != "joint" else 16)
         positions = 1 if attention == "factorised" else 16
-        assert len(time) == (1 if attention == "factorised" else 2) and time[0].shape == (2, positions, 4, 3, 3)
+        assert len(time) == {"frames": 0, "factorised": 1}.get(attention, 2)
+        assert all(probs.shape == (2, positions, 4, 3, 3) for probs in time)
         for probs in space + time:
             torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))
 
@@ -132,3 +133,15 @@ def test_a_clip_of_other_length_and_size_resamples_the_positions():
     assert model(torch.randn(1, 2, 8, 24, 24)).shape == (1, 5)
     model.set_input_size(img_size=24, num_frames=8)
     assert model.pos_embed.shape == (1, 1 + 36, 32) and model.time_embed.shape == (1, 4, 32)
+
+
+def test_frame_averaging_is_blind_to_the_order_of_the_frames_and_divided_attention_is_not():
+    clip = torch.randn(2, 2, 6, 16, 16)
+    reverse = clip.flip(2)
+    frames = VideoTransformer(VideoConfig(**TINY, attention="frames", tubelet_size=1, num_frames=6)).eval()
+    divided = VideoTransformer(VideoConfig(**TINY, attention="divided", num_frames=6)).eval()
+    for block in divided.blocks:  # a trained model's temporal step is not the zero it starts as
+        torch.nn.init.normal_(block.temporal_fc.weight, std=0.2)
+    with torch.no_grad():
+        torch.testing.assert_close(frames(reverse), frames(clip))
+        assert not torch.allclose(divided(reverse), divided(clip), atol=1e-4)

@@ -27,15 +27,16 @@ GENERATOR_VERSION = 1
 
 @dataclass(frozen=True)
 class MovingFashionParams:
-    """How a split is made: `frames` per generated sequence (a loader cuts the model's clip from them: random starts
-    when training), frames of `size` pixels, speeds uniform in `speed` pixels per frame, `count` clips per split
-    (None: 10,000 train, 2,000 test), a still distractor item or not, and which label the clips carry."""
+    """How the splits are made: `frames` per generated sequence (a loader cuts the model's clip from them: random
+    starts when training), frames of `size` pixels, speeds uniform in `speed` pixels per frame, the clips in each
+    split, a still distractor item or not, and which label the clips carry."""
 
     seed: int = 0
     frames: int = 18
     size: int = 64
     speed: tuple[float, float] = (1.0, 2.0)
-    count: int | None = None
+    train_clips: int = 10_000
+    test_clips: int = 2_000
     distractor: bool = False
     label: str = "direction"
 
@@ -50,11 +51,11 @@ class MovingFashionParams:
             raise ValueError(f"an item ({ITEM} px) moving up to {self.speed[1]} px per frame for {self.frames} frames "
                              f"travels {self.speed[1] * (self.frames - 1):g} px, more than the {room} px a {self.size} "
                              "px frame leaves it; lower speed or frames, or raise size")
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"count={self.count} must be at least 1 (or null for 10,000 train / 2,000 test clips)")
+        if min(self.train_clips, self.test_clips) < 1:
+            raise ValueError(f"train_clips={self.train_clips} and test_clips={self.test_clips} must be at least 1")
 
     def clips_in(self, split: str) -> int:
-        return self.count if self.count is not None else {"train": 10_000, "test": 2_000}[split]
+        return self.train_clips if split == "train" else self.test_clips
 
 
 @dataclass
@@ -143,7 +144,7 @@ def make_moving_fashion(fashion_root: str | Path, split: str = "train",
         labels, classes, mirror = tracks.item_class, list(fashion.classes), None
     mean, std = channel_stats(clips.flatten(0, 1))
     recorded = {"generator": "moving-fashion", "version": GENERATOR_VERSION, "source": str(fashion_root),
-                "split": split, **dataclasses.asdict(params), "count": len(labels)}
+                "split": split, **dataclasses.asdict(params)}
     dataset = ClipDataset(clips, torch.from_numpy(labels), classes, mean, std,
                           f"moving-fashion:{fashion_root}/{split}", mirror, recorded)
     return dataset, tracks

@@ -82,7 +82,8 @@ def inflate(image_model: VisionTransformer, tubelet_init: str = "central", **vid
     if video.pos_embed is not None:
         state["pos_embed"] = resample_pos_embed(source["pos_embed"], cfg.grid_size, image.grid_size,
                                                 video._pos_embed_prefix)
-    state["time_embed"] = torch.zeros_like(state["time_embed"])
+    if video.time_embed is not None:
+        state["time_embed"] = torch.zeros_like(state["time_embed"])
     for i in range(cfg.depth if cfg.attention == "divided" else 0):
         for part in ("attn", "norm1"):
             for key, value in source.items():
@@ -112,10 +113,13 @@ def inflation_notes(image: ViTConfig, video: VideoConfig, tubelet_init: str) -> 
     if video.grid_size != image.grid_size and video.pos_embed == "learned":
         notes.append(f"spatial positions resampled from a {image.grid_size[0]}x{image.grid_size[1]} to a "
                      f"{video.grid_size[0]}x{video.grid_size[1]} grid (bicubic)")
-    notes.append("temporal positions start at zero" + {
-        "divided": "; each block's temporal attention is a copy of its spatial attention behind a zero temporal_fc",
-        "factorised": "; the temporal encoder starts as the identity (its attention and MLP outputs at zero)",
-        "joint": "; joint attention sees every frame's patches at once"}[video.attention])
+    notes.append({
+        "frames": "each frame through the image model, the features averaged over time",
+        "divided": "temporal positions start at zero; each block's temporal attention is a copy of its spatial "
+                   "attention behind a zero temporal_fc",
+        "factorised": "temporal positions start at zero; the temporal encoder starts as the identity (its attention "
+                      "and MLP outputs at zero)",
+        "joint": "temporal positions start at zero; joint attention sees every frame's patches at once"}[video.attention])
     if video.num_classes != image.num_classes:
         notes.append(f"new zero-initialised {video.num_classes}-class head (the image model has {image.num_classes})")
     return notes

@@ -8,16 +8,17 @@ from ..layers.mlp import MLPS
 from ..layers.norm import NORMS
 from .config import PlainConfig
 
-ATTENTIONS = ("joint", "divided", "factorised")
+ATTENTIONS = ("frames", "joint", "divided", "factorised")
 VIDEO_POS_EMBEDS = ("learned", "none")
 VIDEO_POOLS = ("token", "avg")
 
 
 @dataclass
 class VideoConfig(PlainConfig):
-    """attention: 'joint' (every token attends to every token, ViViT model 1), 'divided' (temporal then spatial
-    attention in each block, TimeSformer) or 'factorised' (a spatial encoder per frame, then `temporal_depth` blocks
-    over the frames' pooled tokens, ViViT model 2). tubelet_size=1 embeds each frame on its own."""
+    """attention: 'frames' (the image model on each frame, its features averaged over time: blind to order, the
+    floor), 'joint' (every token attends to every token, ViViT model 1), 'divided' (temporal then spatial attention
+    in each block, TimeSformer) or 'factorised' (a spatial encoder per frame, then `temporal_depth` blocks over the
+    frames' pooled tokens, ViViT model 2). tubelet_size=1 embeds each frame on its own."""
 
     img_size: int | tuple[int, int] = 64
     num_frames: int = 16

@@ -1,6 +1,7 @@
 """The video Vision Transformer, wired from the image ViT's layers by a VideoConfig; three attention patterns.
 
 clips [B, C, T, H, W] -> tubelet embedding (Conv3d, t x p x p) -> tokens time-major, + spatial and temporal positions
+  frames:     per frame [cls] + N tokens -> Blocks -> norm -> pool per frame -> mean over time -> head
   joint:      [cls] + all T'*N tokens -> Blocks over the whole sequence -> norm -> pool -> head
   divided:    [cls] + T'*N tokens -> DividedBlocks (temporal attention per position, then the image Block per frame)
               -> norm -> pool -> head
@@ -43,11 +44,10 @@ class VideoTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg.class_token else None
         self.pos_embed = (nn.Parameter(torch.zeros(1, self._pos_embed_prefix + cfg.num_patches, dim))
                           if cfg.pos_embed == "learned" else None)
-        self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_tubelets, dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_tubelets, dim)) if cfg.attention != "frames" else None
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
         self._build_rope_buffers()
 
-        factorised = cfg.attention == "factorised"
         rates = drop_path_rates(cfg.depth + cfg.temporal_depth, cfg.drop_path_rate)
         block = DividedBlock if cfg.attention == "divided" else Block
         self.blocks = nn.ModuleList([block(dim, cfg.num_heads, cfg.mlp_hidden_dim, drop_path=rate, **_block_options(cfg))
@@ -56,7 +56,7 @@ class VideoTransformer(nn.Module):
         self.pool = TokenPool(cfg.global_pool, int(cfg.class_token), cfg.num_prefix_tokens, 0)
         self.temporal_blocks = nn.ModuleList([
             Block(dim, cfg.num_heads, cfg.mlp_hidden_dim, drop_path=rate, **_block_options(cfg))
-            for rate in rates[cfg.depth:]]) if factorised else None
+            for rate in rates[cfg.depth:]]) if cfg.attention == "factorised" else None
         self.fc_norm = make_norm(cfg.norm, dim, cfg.norm_eps) if cfg.fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(dim, cfg.num_classes) if cfg.num_classes else nn.Identity()
@@ -110,7 +110,7 @@ class VideoTransformer(nn.Module):
         if spatial is not None:
             spatial = resample_pos_embed(spatial, grid, cfg.grid_size, self._pos_embed_prefix)
         rope = self._frame_rope(grid)
-        return spatial, tuple(t.to(self.time_embed.device) for t in rope) if rope else None
+        return spatial, tuple(t.to(self.patch_embed.proj.weight.device) for t in rope) if rope else None
 
     def _time(self, frames: int) -> torch.Tensor:
         """The temporal table for this many tubelets (resampled linearly when it is not the config's)."""
@@ -125,12 +125,17 @@ class VideoTransformer(nn.Module):
             return torch.cat([cls, x], dim=1) + pos
         return torch.cat([cls, x if pos is None else x + pos], dim=1)
 
+    @property
+    def per_frame(self) -> bool:
+        """Frames (or tubelets) first run through the blocks one by one: 'frames' and 'factorised' attention."""
+        return self.cfg.attention in ("frames", "factorised")
+
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, int, tuple | None]:
-        """Clips -> the sequence entering the first block (factorised: one per frame, [B*T', prefix + N, D]), the
-        number of tubelets and one frame's RoPE tables."""
+        """Clips -> the sequence entering the first block (per frame: one sequence each, [B*T', prefix + N, D]),
+        the number of tubelets and one frame's RoPE tables."""
         tokens, (frames, rows, cols) = self.patch_embed(x)
         spatial, rope = self._space((rows, cols))
-        if self.cfg.attention == "factorised":
+        if self.per_frame:
             return self.pos_drop(self._add_tokens(to_frames(tokens, frames), spatial)), frames, rope
         prefix = spatial[:, :self._pos_embed_prefix] if spatial is not None else None
         clip_pos = self._time(frames)[:, :, None]
@@ -154,8 +159,8 @@ class VideoTransformer(nn.Module):
         return block(*args)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Clips -> normalised tokens [B, prefix + T'*N, D]; factorised: the temporal encoder's frame tokens
-        [B, T', D]."""
+        """Clips -> normalised tokens [B, prefix + T'*N, D]; per frame: the frames' pooled tokens [B, T', D]
+        (factorised: after the temporal encoder)."""
         cfg = self.cfg
         x, frames, rope = self.embed(x)
         if cfg.attention == "joint":
@@ -170,14 +175,17 @@ class VideoTransformer(nn.Module):
         for block in self.blocks:
             x = self._run(block, x, rope)
         x = self.pool(self.norm(x))
-        x = x.reshape(-1, frames, x.shape[-1]) + self._time(frames)
+        x = x.reshape(-1, frames, x.shape[-1])
+        if cfg.attention == "frames":
+            return x
+        x = x + self._time(frames)
         for block in self.temporal_blocks:
             x = self._run(block, x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Tokens -> pooled features (pre_logits=True) or class logits; factorised: the mean over the frames."""
-        x = x.mean(1) if self.cfg.attention == "factorised" else self.pool(x)
+        """Tokens -> pooled features (pre_logits=True) or class logits; per frame: the mean over the frames."""
+        x = x.mean(1) if self.per_frame else self.pool(x)
         x = self.head_drop(self.fc_norm(x))
         return x if pre_logits else self.head(x)
 
@@ -187,9 +195,9 @@ class VideoTransformer(nn.Module):
     # ----- inspection -------------------------------------------------------------------------------------------
     def get_attention_maps(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Spatial attention [B, T', H, S, S] (S = prefix + N tokens of one frame) and temporal attention
-        [B, P, H, T', T'] (P = N positions; factorised: 1, the frame tokens) of every block, through the explicit
-        softmax path. Joint attention's maps are its rows restricted to the same frame or the same position and
-        renormalised."""
+        [B, P, H, T', T'] (P = N positions; factorised: 1, the frame tokens; 'frames' has none) of every block,
+        through the explicit softmax path. Joint attention's maps are its rows restricted to the same frame or the
+        same position and renormalised."""
         cfg, batch = self.cfg, x.shape[0]
         x, frames, rope = self.embed(x)
         space, time = [], []
@@ -207,10 +215,11 @@ class VideoTransformer(nn.Module):
             for block in self.blocks:
                 x, probs = block(x, rope, return_attn=True)
                 space.append(probs.reshape(batch, frames, *probs.shape[1:]))
-            x = self.pool(self.norm(x)).reshape(batch, frames, -1) + self._time(frames)
-            for block in self.temporal_blocks:
-                x, probs = block(x, return_attn=True)
-                time.append(probs[:, None])
+            if cfg.attention == "factorised":
+                x = self.pool(self.norm(x)).reshape(batch, frames, -1) + self._time(frames)
+                for block in self.temporal_blocks:
+                    x, probs = block(x, return_attn=True)
+                    time.append(probs[:, None])
         return space, time
 
     # ----- training and adaptation ------------------------------------------------------------------------------
@@ -221,7 +230,8 @@ class VideoTransformer(nn.Module):
             overrides["global_pool"] = global_pool
             self.pool.kind = global_pool
         self.cfg = self.cfg.replace(**overrides)
-        self.head = nn.Linear(self.num_features, num_classes).to(self.time_embed.device) if num_classes else nn.Identity()
+        device = self.patch_embed.proj.weight.device
+        self.head = nn.Linear(self.num_features, num_classes).to(device) if num_classes else nn.Identity()
         if num_classes:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -236,9 +246,9 @@ class VideoTransformer(nn.Module):
             if self.pos_embed is not None:
                 self.pos_embed = nn.Parameter(resample_pos_embed(self.pos_embed.data, self.cfg.grid_size, old_grid,
                                                                  self._pos_embed_prefix))
-            if self.cfg.num_tubelets != old_frames:
+            if self.time_embed is not None and self.cfg.num_tubelets != old_frames:
                 self.time_embed = nn.Parameter(resample_time_embed(self.time_embed.data, self.cfg.num_tubelets))
-        device = self.time_embed.device
+        device = self.patch_embed.proj.weight.device
         self._build_rope_buffers()
         self.to(device)
 

@@ -16,7 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from ..config import to_dict
-from ..data import build_loader
+from ..data import ClipDataset, build_loader
 from ..data.datasets import Dataset
 from ..data.loader import EpochLoader
 from ..hardware import cpu_kernels, has_native_bf16, slower_than_fp32
@@ -192,8 +192,10 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, train_set: Dataset, t
     """The log's first line: what trains on what, where, for how long, and where it is saved."""
     threads = torch.get_num_threads()  # `vitkit train` sets it with pick_threads; the library leaves it alone
     cpu = f" ({cpu_kernels().cpu_class})" if device.type == "cpu" else ""
-    return (f"training {model.preset_name or 'the checkpoint'} ({sum(p.numel() for p in model.parameters()):,} params) "
-            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {len(train_set.classes)} "
+    what = model.preset_name or ("the checkpoint" if cfg.finetune.init_from else f"a {family_of(model.cfg).name} model")
+    items = "clips" if isinstance(train_set, ClipDataset) else "images"
+    return (f"training {what} ({sum(p.numel() for p in model.parameters()):,} params) "
+            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test {items}, {len(train_set.classes)} "
             f"classes; device {device}{cpu}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
             f"{schedule.describe()} -> {run_dir}")
 
