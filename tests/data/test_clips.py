@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vitkit.cli import main
 from vitkit.data import build_dataset, build_loader
 from vitkit.data.clips import ClipDataset
 from vitkit.data.moving_fashion import MIRROR, MovingFashionParams, make_moving_fashion
@@ -35,6 +36,12 @@ def test_clip_folders_read_frames_in_natural_order_and_keep_gray_frames_gray(cli
     assert train.clips.shape == (6, 12, 1, 10, 12) and len(test) == 4 and train.classes == ["left", "right"]
     assert train.clips[0, :, 0, 0, 0].tolist() == [10 * t for t in range(12)]  # f2 before f10
     assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_data_check_counts_the_clips_of_each_split(clip_root, capsys):
+    assert main(["data", "check", f"clipfolder:{clip_root}"]) == 0
+    out = capsys.readouterr().out
+    assert "[train]: 6 images in 2 classes" in out and "12x10 (6)" in out and "modes: L (6)" in out
 
 
 def test_colour_frames_give_three_channels_and_one_folder_splits_by_ratio(tmp_path):

@@ -88,7 +88,7 @@ def load_clip_folder(root: str | Path, split: str, seed: int = 0, val_fraction: 
     if not samples:
         raise ValueError(f"{spec}: the {split} split holds no clips; add clips"
                          + ("" if folders else f" or change val_fraction ({val_fraction})"))
-    frames = [_read_clip(Path(path), spec) for path, _ in tqdm(samples, desc=f"reading {split} clips", leave=False,
+    frames = [read_clip(Path(path), spec) for path, _ in tqdm(samples, desc=f"reading {split} clips", leave=False,
                                                                disable=len(samples) < 100)]
     _check_same_shape(spec, [path for path, _ in samples], frames)
     gray = all(gray_clip for _, gray_clip in frames)
@@ -119,8 +119,9 @@ def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _read_clip(clip: Path, spec: str) -> tuple[np.ndarray, bool]:
-    """One clip's frames [L, H, W, 3] (uint8), and whether every frame is stored in a gray mode."""
+def read_clip(clip: Path, spec: str) -> tuple[np.ndarray, bool]:
+    """One clip folder's frames [L, H, W, 3] (uint8), and whether every frame is stored in a gray mode; `spec` names
+    the source in errors."""
     paths = sorted((p for p in clip.iterdir() if is_image_file(p)), key=natural_key)
     if not paths:
         raise ValueError(f"{spec}: clip {clip} holds no frame images; remove the folder or add its frames")
