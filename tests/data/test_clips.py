@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from vitkit.cli import main
-from vitkit.data import build_dataset, build_loader
+from vitkit.data import TensorImageDataset, build_dataset, build_loader
 from vitkit.data.clips import ClipDataset
 from vitkit.data.moving_fashion import MIRROR, MovingFashionParams, make_moving_fashion
 
@@ -120,5 +120,6 @@ def test_loader_mismatches_say_what_to_change(moving, kwargs, message):
 
 
 def test_an_image_dataset_is_no_input_for_a_video_model():
+    images = TensorImageDataset(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4), ["a"], (0.5,), (0.5,))
     with pytest.raises(ValueError, match="a video model takes clips"):
-        build_loader(build_dataset("digits"), 4, train=True, num_frames=4)
+        build_loader(images, 4, train=True, num_frames=4)

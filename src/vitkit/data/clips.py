@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .base import channel_stats
 from .decode import BadImageError, is_image_file, open_image, to_rgb
-from .folder import check_same_classes, class_names, ratio_split, split_folders
+from .folder import class_names, split_samples
 
 GRAY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
@@ -73,21 +73,8 @@ def load_clip_folder(root: str | Path, split: str, seed: int = 0, val_fraction: 
     of one size; an unreadable frame is an error naming it."""
     root = Path(root).expanduser()
     spec = f"clipfolder:{root}"
-    if not root.is_dir():
-        raise ValueError(f"{spec}: {root} {'is not a folder' if root.exists() else 'does not exist'}; pass a folder "
-                         "laid out as PATH/<class>/<clip>/<frame images> (optionally under train/ and val/)")
-    folders = split_folders(root)
-    if folders is not None:
-        check_same_classes(spec, *folders)
-        folder = folders[0] if split == "train" else folders[1]
-        classes, clips = _scan_clips(folder, spec)
-        samples = [(str(clip), label) for label, paths in enumerate(clips) for clip in paths]
-    else:
-        classes, clips = _scan_clips(root, spec)
-        samples = ratio_split(clips, split, seed, val_fraction)
-    if not samples:
-        raise ValueError(f"{spec}: the {split} split holds no clips; add clips"
-                         + ("" if folders else f" or change val_fraction ({val_fraction})"))
+    classes, samples = split_samples(root, spec, split, seed, val_fraction, _scan_clips, "clips",
+                                     "PATH/<class>/<clip>/<frame images>")
     frames = [read_clip(Path(path), spec) for path, _ in tqdm(samples, desc=f"reading {split} clips", leave=False,
                                                                disable=len(samples) < 100)]
     _check_same_shape(spec, [path for path, _ in samples], frames)

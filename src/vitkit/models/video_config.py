@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..layers.mlp import MLPS
 from ..layers.norm import NORMS
-from .config import PlainConfig
+from .config import PlainConfig, check_block_fields
 
 ATTENTIONS = ("frames", "joint", "divided", "factorised")
 VIDEO_POS_EMBEDS = ("learned", "none")
@@ -77,22 +77,12 @@ class VideoConfig(PlainConfig):
         if self.num_frames % self.tubelet_size:
             raise ValueError(f"num_frames={self.num_frames} does not split into tubelets of {self.tubelet_size}; "
                              f"choose a multiple of {self.tubelet_size}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
-        if self.rope and self.head_dim % 4:
-            raise ValueError(f"2D RoPE needs the head dim (embed_dim / num_heads = {self.head_dim}) divisible by 4; "
-                             "change embed_dim or num_heads")
+        check_block_fields(self)
         if self.attention == "factorised" and self.temporal_depth < 1:
             raise ValueError("attention='factorised' needs temporal_depth >= 1: the blocks over the frames' tokens")
         if self.attention != "factorised" and self.temporal_depth:
             raise ValueError(f"temporal_depth={self.temporal_depth} only applies to attention='factorised'; set "
-                             "temporal_depth=0 for joint or divided attention")
-        if self.global_pool == "token" and not self.class_token:
-            raise ValueError("global_pool='token' needs a class token; set class_token=True or global_pool='avg'")
-        if self.no_embed_class and self.pos_embed != "learned":
-            raise ValueError("no_embed_class only applies to pos_embed='learned'")
-        if self.norm == "groupnorm" and self.embed_dim % 32:
-            raise ValueError(f"norm='groupnorm' uses 32 groups; embed_dim ({self.embed_dim}) must be divisible by 32")
+                             "temporal_depth=0 for the other patterns")
 
     @property
     def head_dim(self) -> int:

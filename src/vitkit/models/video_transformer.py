@@ -225,16 +225,12 @@ class VideoTransformer(nn.Module):
     # ----- training and adaptation ------------------------------------------------------------------------------
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new zero-initialised head (fine-tuning on another label set)."""
-        overrides = {"num_classes": num_classes}
-        if global_pool is not None:
-            overrides["global_pool"] = global_pool
-            self.pool.kind = global_pool
-        self.cfg = self.cfg.replace(**overrides)
-        device = self.patch_embed.proj.weight.device
-        self.head = nn.Linear(self.num_features, num_classes).to(device) if num_classes else nn.Identity()
-        if num_classes:
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.cfg = self.cfg.replace(num_classes=num_classes, global_pool=global_pool or self.cfg.global_pool)
+        self.pool.kind = self.cfg.global_pool
+        head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        for param in head.parameters():
+            nn.init.zeros_(param)
+        self.head = head.to(self.patch_embed.proj.weight.device)
 
     def set_input_size(self, img_size: int | tuple[int, int] | None = None, num_frames: int | None = None) -> None:
         """A new native frame size and/or clip length: the spatial table resampled in 2D (bicubic), the temporal
