@@ -11,8 +11,10 @@ schedule.time_budget_minutes = minutes - 1 (generating the clips and the final e
 Writes benchmarks/results/video_accuracy.json and .png (test top-1 at each evaluation against the training minutes
 before it).
 speed: each design's training step (forward, cross-entropy, backward, AdamW; the recipes' precision, as `auto`
-picks it here) and no-grad forward, alternating, on random clips of 8, 16 and 32 frames; activation memory is the
-bytes autograd saves for the backward pass (a saved-tensor hook, the same measure as benchmarks/scaling.py).
+picks it here) and no-grad forward, alternating, on random clips of 8, 16 and 32 frames; forward GFLOPs per clip
+(attention matmuls included); activation memory is the bytes autograd saves for the backward pass in the step's
+precision (a saved-tensor hook, the same measure as benchmarks/scaling.py; in bf16 on a CPU the attention takes the
+explicit path, which keeps the N x N probabilities, where fp32's fused kernel keeps O(N)).
 Writes benchmarks/results/video_speed.json and .png.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from vitkit.bench import Timing, add_timing_arguments, alternating_rates, inference_fn, train_fn  # noqa: E402
+from vitkit.models.profile import count_flops  # noqa: E402
 from vitkit.report import format_table, write_json  # noqa: E402
 from vitkit.train import resolve_config, train  # noqa: E402
 from vitkit.train.trainer import build_model, pick_precision  # noqa: E402
@@ -117,19 +120,21 @@ def speed(args: argparse.Namespace) -> int:
             torch.manual_seed(0)
             model = build_model(cfg, num_classes=8, in_chans=1)
             x = torch.randn(args.batch, 1, frames, *model.cfg.img_size)
-            activations = saved_activation_bytes(model, x, None) / args.batch
+            gflops = count_flops(model, (frames, *model.cfg.img_size), in_chans=1) / 1e9
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):  # as the step computes
+                activations = saved_activation_bytes(model, x, None) / args.batch
             steps = {"train": train_fn(model, x, dtype, 8)}
             rates = alternating_rates(steps, args.batch, timing, device)
             rates |= alternating_rates({"infer": inference_fn(model, x, dtype)}, args.batch, timing, device)
             tokens = frames // model.cfg.tubelet_size * model.cfg.num_patches
-            records.append(dict(design=design, frames=frames, tokens=tokens, batch=args.batch, dtype=dtype,
-                                train_clips_s=rates["train"], infer_clips_s=rates["infer"],
+            records.append(dict(design=design, frames=frames, tokens=tokens, gflops=gflops, batch=args.batch,
+                                dtype=dtype, train_clips_s=rates["train"], infer_clips_s=rates["infer"],
                                 activation_mib_per_clip=activations / 2**20))
             print(f"{design} {frames} frames: {rates['train']:.1f} clips/s", file=sys.stderr, flush=True)
-    rows = [[r["design"], r["frames"], r["tokens"], r["dtype"], round(r["train_clips_s"], 2),
+    rows = [[r["design"], r["frames"], r["tokens"], round(r["gflops"], 2), r["dtype"], round(r["train_clips_s"], 2),
              round(r["infer_clips_s"], 2), round(r["activation_mib_per_clip"], 1)] for r in records]
-    print(format_table(rows, ["design", "frames", "tokens", "dtype", "train clips/s", "infer clips/s",
-                              "activations MiB/clip"]))
+    print(format_table(rows, ["design", "frames", "tokens", "GFLOPs/clip", "dtype", "train clips/s",
+                              "infer clips/s", "activations MiB/clip"]))
     fig, (fast, memory) = plt.subplots(1, 2, figsize=(10, 4))
     for design in args.only or DESIGNS:
         rows = [r for r in records if r["design"] == design]
