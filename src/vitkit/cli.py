@@ -337,7 +337,7 @@ def _analyze_clips(args: argparse.Namespace, model, origin: str) -> int:
     data = None if args.images else _dataset_of(args.source, args.data)
     if not (args.images or data):
         raise ValueError(f"{args.source} is no training run, so it has no clips of its own: pass --data with a clip "
-                         "dataset (e.g. moving-fashion:PATH) or --images with clip folders (the frames of one clip each)")
+                         "dataset (e.g. moving-fashion:PATH) or --images with clip folders (one clip's frames each)")
     clips = folder_clips(args.images, model) if args.images else dataset_clips(data, args.show, model)
     files = analyze_clips(model, clips, args.out, layers=args.layer, device=args.device,
                           title=f"vitkit analyze {args.source}", notes=[origin + (f"; clips: the {data} test split"

@@ -1,6 +1,5 @@
 """Clip data: clipfolder:PATH (frames as files, with clear errors) and the clip loader's temporal crops and flips,
 whose relabelling is checked against the motion measured in the flipped pixels."""
-import numpy as np
 import pytest
 import torch
 from PIL import Image

@@ -15,7 +15,8 @@ from .video import ClipAttention, ClipSet, analyze_clips, clip_attention, datase
 
 __all__ = ["AnalysisResult", "ClipAttention", "ClipSet", "ImageSet", "TokenLayout", "analyze", "analyze_clips",
            "clip_attention", "dataset_clips", "folder_clips", "attention_rollout", "class_attention",
-           "collect_attention", "dataset_images", "eigen_cam", "filter_components", "grad_cam", "load_for_analysis", "load_images",
+           "collect_attention", "dataset_images", "eigen_cam", "filter_components", "grad_cam", "load_for_analysis",
+           "load_images",
            "mean_attention_distance", "patch_distances", "position_similarity", "position_table", "register_attention",
            "register_share", "rollout_map", "synthetic_images", "to_model_input", "token_layout",
            "uniform_attention_distance"]

@@ -125,8 +125,8 @@ def read_clip(clip: Path, spec: str) -> tuple[np.ndarray, bool]:
     sizes = sorted({frame.shape[:2] for frame in frames})
     if len(sizes) > 1:
         listed = ", ".join(f"{w}x{h}" for h, w in sizes)
-        raise ValueError(f"{spec}: the frames of clip {clip} differ in size ({listed}); every frame of a clip must have "
-                         "one size")
+        raise ValueError(f"{spec}: the frames of clip {clip} differ in size ({listed}); every frame of a clip must "
+                         "have one size")
     return np.stack(frames), gray
 
 

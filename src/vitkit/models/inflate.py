@@ -49,7 +49,8 @@ def inflated_config(image: ViTConfig, **video_fields: Any) -> VideoConfig:
 
 def tubelet_weight(weight: torch.Tensor, tubelet_size: int, mode: str = "central") -> torch.Tensor:
     """Image patch filters [D, C, p, p] as tubelet filters [D, C, t, p, p]: all in frame t // 2 and zero elsewhere
-    ('central', ViViT) or spread evenly, each 1/t ('average', I3D); either gives the image's tokens on t equal frames."""
+    ('central', ViViT) or spread evenly, each 1/t ('average', I3D); either gives the image's tokens on t equal
+    frames."""
     if mode not in TUBELET_INITS:
         raise ValueError(f"tubelet_init={mode!r} is not one of {TUBELET_INITS}")
     if mode == "average":
@@ -115,11 +116,11 @@ def inflation_notes(image: ViTConfig, video: VideoConfig, tubelet_init: str) -> 
                      f"{video.grid_size[0]}x{video.grid_size[1]} grid (bicubic)")
     notes.append({
         "frames": "each frame through the image model, the features averaged over time",
+        "joint": "temporal positions start at zero; joint attention sees every frame's patches at once",
         "divided": "temporal positions start at zero; each block's temporal attention is a copy of its spatial "
                    "attention behind a zero temporal_fc",
         "factorised": "temporal positions start at zero; the temporal encoder starts as the identity (its attention "
-                      "and MLP outputs at zero)",
-        "joint": "temporal positions start at zero; joint attention sees every frame's patches at once"}[video.attention])
+                      "and MLP outputs at zero)"}[video.attention])
     if video.num_classes != image.num_classes:
         notes.append(f"new zero-initialised {video.num_classes}-class head (the image model has {image.num_classes})")
     return notes

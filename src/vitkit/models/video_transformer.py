@@ -50,8 +50,9 @@ class VideoTransformer(nn.Module):
 
         rates = drop_path_rates(cfg.depth + cfg.temporal_depth, cfg.drop_path_rate)
         block = DividedBlock if cfg.attention == "divided" else Block
-        self.blocks = nn.ModuleList([block(dim, cfg.num_heads, cfg.mlp_hidden_dim, drop_path=rate, **_block_options(cfg))
-                                     for rate in rates[:cfg.depth]])
+        self.blocks = nn.ModuleList([
+            block(dim, cfg.num_heads, cfg.mlp_hidden_dim, drop_path=rate, **_block_options(cfg))
+            for rate in rates[:cfg.depth]])
         self.norm = nn.Identity() if cfg.fc_norm else make_norm(cfg.norm, dim, cfg.norm_eps)
         self.pool = TokenPool(cfg.global_pool, int(cfg.class_token), cfg.num_prefix_tokens, 0)
         self.temporal_blocks = nn.ModuleList([
