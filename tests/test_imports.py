@@ -13,7 +13,8 @@ LEVELS = {
     "train": 4, "export": 4, "analysis": 4, "inference": 4, "bench": 4, "serve": 4, "robust": 4,
     "cli": 5, "__main__": 5, "__init__": 5,
 }
-SIDEWAYS = {("analysis", "inference"), ("inference", "export"), ("bench", "export"), ("__main__", "cli")}
+SIDEWAYS = {("analysis", "inference"), ("inference", "export"), ("bench", "export"), ("__main__", "cli"),
+            ("robust", "analysis"), ("train", "robust")}  # robust draws with analysis's plots; training attacks
 TRAINER_USERS = {"cli", "__main__", "train"}  # using a trained model (eval, predict, serve) never imports the trainer
 
 
