@@ -6,14 +6,14 @@ from vitkit.preprocess import CIFAR10_MEAN, CIFAR10_STD, Preprocess
 from vitkit.robust import PixelModel
 
 
-def tiny_pixel_model(dtype=torch.float64, **overrides) -> PixelModel:
+def tiny_pixel_model(dtype=torch.float64, preprocess=Preprocess(CIFAR10_MEAN, CIFAR10_STD), **overrides) -> PixelModel:
     """Two blocks on 16 x 16 RGB in 4 x 4 patches, CIFAR normalisation inside the call, eval mode."""
     torch.manual_seed(0)
     config = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=5, class_token=False,
                   global_pool="avg")
     config.update(overrides)
     model = VisionTransformer(ViTConfig(**config)).to(dtype).eval()
-    model.preprocess = Preprocess(CIFAR10_MEAN, CIFAR10_STD)
+    model.preprocess = preprocess
     return PixelModel(model).eval()
 
 

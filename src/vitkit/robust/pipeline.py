@@ -139,7 +139,9 @@ def forward(model: PixelModel, pixels: torch.Tensor, with_features: bool) -> tup
 
 
 def attack_pass(measured: Measured, model: PixelModel, batch: Callable, settings: RobustnessSettings) -> None:
-    """Accuracy under each attack at each eps; the first batch's first images kept at the largest eps."""
+    """Accuracy under each attack at each eps. Only the images still correct are attacked at the next eps: an
+    adversarial image for a smaller eps lies in every larger ball, so what fell stays fallen (AutoAttack likewise
+    attacks only the points still robust). The first images are also attacked at the largest eps for the report."""
     eps_list = sorted(set(settings.eps))
     hits = {name: np.zeros(len(eps_list)) for name in settings.attacks}
     generator = torch.Generator().manual_seed(settings.seed)
@@ -147,20 +149,19 @@ def attack_pass(measured: Measured, model: PixelModel, batch: Callable, settings
     bar = tqdm(total=steps * len(settings.attacks) * len(eps_list), desc="attacks", leave=False)
     shown: dict[str, Any] = {}
     for index, (pixels, labels) in enumerate(batch()):
+        standing = correct(model, pixels, labels)
         for name in settings.attacks:
+            alive = standing.clone()
             for i, eps in enumerate(eps_list):
-                adv = attack_batch(name, model, pixels, labels, eps / 255, settings, generator)
-                check_inside(adv, pixels, eps / 255)
-                hits[name][i] += correct(model, adv, labels).sum().item()
+                if alive.any():
+                    adv = attack_batch(name, model, pixels[alive], labels[alive], eps / 255, settings, generator)
+                    check_inside(adv, pixels[alive], eps / 255)
+                    alive[alive.clone()] = correct(model, adv, labels[alive])
+                hits[name][i] += alive.sum().item()
                 bar.update(1)
-            if index == 0 and settings.show:
-                keep = slice(0, settings.show)
-                with torch.no_grad():
-                    shown[name] = (adv[keep].cpu(), model(adv[keep]).argmax(-1).cpu())
         if index == 0 and settings.show:
-            with torch.no_grad():
-                shown["clean"] = (pixels[:settings.show].cpu(), model(pixels[:settings.show]).argmax(-1).cpu(),
-                                  labels[:settings.show].cpu())
+            shown = attack_examples(model, pixels[:settings.show], labels[:settings.show], eps_list[-1], settings,
+                                    generator)
     bar.close()
     count = measured.record["images"]
     measured.record["attacks"] = {
@@ -169,8 +170,21 @@ def attack_pass(measured: Measured, model: PixelModel, batch: Callable, settings
                      "pgd_step_size": "2.5 eps / steps (Madry et al.)",
                      "pgd_step_size_255": [default_step_size(e, settings.pgd_steps) for e in eps_list],
                      "apgd_steps": settings.apgd_steps, "apgd": "APGD-CE, one run, rho 0.75 (Croce & Hein 2020)",
-                     "fgsm": "one signed-gradient step of size eps"}}
+                     "fgsm": "one signed-gradient step of size eps",
+                     "counting": "an image fooled at a smaller eps counts as fooled at every larger one"}}
     measured.examples["attacks"] = (shown, eps_list[-1])
+
+
+def attack_examples(model: PixelModel, pixels: torch.Tensor, labels: torch.Tensor, eps: float,
+                    settings: RobustnessSettings, generator: torch.Generator) -> dict[str, Any]:
+    """The first images, their predictions, and each attack's adversarial images at `eps` with theirs."""
+    with torch.no_grad():
+        shown: dict[str, Any] = {"clean": (pixels.cpu(), model(pixels).argmax(-1).cpu(), labels.cpu())}
+    for name in settings.attacks:
+        adv = attack_batch(name, model, pixels, labels, eps / 255, settings, generator)
+        with torch.no_grad():
+            shown[name] = (adv.cpu(), model(adv).argmax(-1).cpu())
+    return shown
 
 
 def check_inside(adv: torch.Tensor, pixels: torch.Tensor, eps: float) -> None:
