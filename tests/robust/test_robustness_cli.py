@@ -99,3 +99,14 @@ def test_a_model_without_pooled_features_cannot_feed_mahalanobis(tmp_path, capsy
     assert main(["robustness", str(tmp_path / "tokens"), "--data", "digits", "--attacks", "none", "--corruptions",
                  "none", "--detectors", "mahalanobis", "--limit", "8", "--out", str(tmp_path / "out")]) == 2
     assert "not one pooled vector per image" in capsys.readouterr().err
+
+
+def test_the_readme_example_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"## Robustness\n\n```bash\n.*?```\n\n```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert (namespace["adversarial"] - namespace["images"]).abs().max() <= 8 / 255 + 1e-6
+    assert namespace["foggy"].shape == (4, 3, 32, 32) and namespace["scores"].shape == (4,)
