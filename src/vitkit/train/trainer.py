@@ -236,9 +236,9 @@ class Run:
 
     def save(self, link: str, source: torch.nn.Module, train_state: dict[str, Any] | None) -> None:
         """checkpoints/<link>: FSDP2 gathers the weights, so every rank takes part and rank 0 writes."""
-        weights = full_state_dict(source)
+        weights, task_weights = full_state_dict(source), self.task.state_dict()
         if self.ctx.is_main:
-            save_checkpoint(self.run_dir / "checkpoints", link, source, train_state, weights)
+            save_checkpoint(self.run_dir / "checkpoints", link, source, train_state, weights, task_weights)
 
     def save_last(self) -> None:
         """checkpoints/last, with all a resumed run needs to go on exactly from here."""
@@ -253,19 +253,22 @@ def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precisio
               state: dict[str, Any] | None, train_loader: EpochLoader, test_loader: EpochLoader, num_classes: int,
               run_dir: Path, log: RunLog, schedule: Schedule, task: Task) -> Run:
     """The optimisation around the model, restored as a resumed run left it, with all else the stages share. FSDP2
-    replaces the parameters by shards, so the model (and its EMA copy) is wrapped before the optimiser takes them."""
+    replaces the parameters by shards, so the model (and its EMA copy) is wrapped before the optimiser takes them;
+    the task comes first, as it may shape the model (a pre-training encoder has no head) and add parts to train."""
+    task.bind(model, num_classes, device)
+    trained = task.trainable(model)
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
     if ema and state and state["ema"]:
         ema.load_state_dict(state["ema"])
-    train_model = wrap_model(model, ctx, cfg.distributed, device)
+    train_model = wrap_model(trained, ctx, cfg.distributed, device)
     if ema and cfg.distributed == "fsdp":
         wrap_model(ema.module, ctx, cfg.distributed, device)
-    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
+    optimizer = build_optimizer(trained, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
                                 cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay)
-    task.bind(model, num_classes, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     if state:
-        restore_train_state(state, model, optimizer, scaler, train_loader)
+        restore_train_state(state, trained, optimizer, scaler, train_loader)
+        task.load_state_dict(state["task"])
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
         if cfg.adversarial.kind:  # the update's dropout draws must be the eager attack's
