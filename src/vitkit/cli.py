@@ -538,6 +538,8 @@ def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", type=int, default=6, help="adversarial examples drawn in the report")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="output folder (default: <run>/robustness)")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serves a checkpoint or ONNX file over HTTP with dynamic batching until SIGTERM (then drains and exits 0)."""
     import os
