@@ -38,10 +38,9 @@ SMOKE = ["data.dataset=digits", "model.in_chans=3", "model.embed_dim=32", "model
 
 def train_recipe(recipe: str, name: str, minutes: float, output_dir: Path, extra: list[str]) -> tuple[Path, dict]:
     """Trains a recipe on the budget clock; returns the run folder and what the step cost."""
-    start = time.time()
+    start, clock = time.time(), max(minutes - OUTSIDE_THE_CLOCK_MINUTES, 0.05)
     summary = train(ROOT / "configs" / recipe, [f"data.dataset={CIFAR}", f"output_dir={output_dir}", f"name={name}",
-                                                f"schedule.time_budget_minutes={max(minutes - OUTSIDE_THE_CLOCK_MINUTES, 0.05)}",
-                                                *extra]).summary
+                                                f"schedule.time_budget_minutes={clock}", *extra]).summary
     return output_dir / name, {"step": f"train {name}", "minutes": round((time.time() - start) / 60, 1),
                                "epochs": summary["epochs"], "top1": round(summary["final_top1"], 2)}
 
@@ -86,7 +85,7 @@ def main() -> int:
             runs[name] = args.output_dir / name
         else:
             minutes = args.near_minutes if name == "near_ood" else args.minutes
-            extra = (SMOKE + (["data.subset.classes=[0,1,2,3,4,5]"] if name == "near_ood" else [])) if args.smoke else []
+            extra = SMOKE + (["data.subset.classes=[0,1,2,3,4,5]"] if name == "near_ood" else []) if args.smoke else []
             runs[name], step = train_recipe(recipe, name, minutes, args.output_dir, extra)
             steps.append(step)
 

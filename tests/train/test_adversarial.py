@@ -59,7 +59,9 @@ def test_the_attack_sees_the_updates_draws_in_fp32_and_leaves_batch_norm_alone(m
     states, dtypes = [], []
     model.patch_drop.register_forward_pre_hook(lambda module, args: states.append(torch.get_rng_state()))
     model.head.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
-    statistics = lambda: {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}  # noqa: E731
+    def statistics():
+        return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}
+
     before = statistics()
     assert before, "the conv stem should have batch norms"
     images, targets = torch.randn(4, 3, 16, 16), torch.arange(4)

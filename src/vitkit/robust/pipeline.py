@@ -3,6 +3,7 @@ detection per detector, measured on one checkpoint and written as robustness.jso
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -11,8 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..report import write_json
-from .attacks import PixelModel, apgd_ce, check_eps, default_step_size, fgsm, pgd
+from .attacks import PixelModel, apgd_ce, default_step_size, fgsm, pgd
 from .corruptions import CORRUPTIONS, FROST_NOTE, SEVERITIES, corrupt
 from .images import RunData, batches, labelled_split, ood_set, run_data
 from .ood import LOGIT_SCORES, SCORES, GaussianFit, all_scores, normalise, ood_metrics, pooled_features
@@ -50,7 +50,7 @@ class RobustnessSettings:
                                  "and no pixel can move by more than 255/255")
         if bad := [s for s in self.severities if s not in SEVERITIES]:
             raise ValueError(f"severities {bad} are not in 1..5")
-        if min(self.pgd_steps, self.apgd_steps, self.knn_k, self.batch_size, self.show + 1) < 1:
+        if min(self.pgd_steps, self.apgd_steps, self.knn_k, self.batch_size) < 1 or self.show < 0:
             raise ValueError("pgd_steps, apgd_steps, knn_k and batch_size must be at least 1, show at least 0")
 
 
@@ -94,8 +94,8 @@ def measure_robustness(source: str, out: str | Path, data: str | None = None,
         raise ValueError(f"{source} is not a training run, so its dataset is unknown; pass --data SPEC "
                          "(e.g. --data cifar10:/path)")
     run = RunData(data) if data is not None else run
-    device_ = torch.device(device)
-    model = from_pretrained(resolve_checkpoint(source)).float().to(device_).eval()
+    torch_device = torch.device(device)
+    model = from_pretrained(resolve_checkpoint(source)).float().to(torch_device).eval()
     pixel_model = PixelModel(model).eval()
     test = labelled_split(run.spec, "test", run.subset, settings.limit, settings.seed)
     if len(test.classes) != model.cfg.num_classes:
@@ -105,15 +105,15 @@ def measure_robustness(source: str, out: str | Path, data: str | None = None,
                               "images": len(test), "classes": list(test.classes), "limit": settings.limit,
                               "seed": settings.seed, "notes": []}
     measured = Measured(record)
-    batch = lambda: batches(test, model, settings.batch_size, device_)  # noqa: E731
+    batch = functools.partial(batches, test, model, settings.batch_size, torch_device)
     clean_pass(measured, pixel_model, batch, settings)
     if settings.attacks and settings.eps:
         attack_pass(measured, pixel_model, batch, settings)
     if settings.corruptions and settings.severities:
         corruption_pass(measured, pixel_model, batch, settings)
     if settings.ood:
-        ood_pass(measured, pixel_model, run, device_, settings)
-    return record, write_robustness_report(measured, Path(out), settings)
+        ood_pass(measured, pixel_model, run, torch_device, settings)
+    return record, write_robustness_report(measured, Path(out))
 
 
 def clean_pass(measured: Measured, model: PixelModel, batch: Callable, settings: RobustnessSettings) -> None:
@@ -234,12 +234,12 @@ def ood_pass(measured: Measured, model: PixelModel, run: RunData, device: torch.
     sets = {}
     for spec in settings.ood:
         ood = ood_set(spec, model.model, measured.record["images"], settings.limit, run, settings.seed)
-        parts = [forward(model, pixels, wants_features)
-                 for pixels in tqdm(ood.batches(model.model, settings.batch_size, device), desc=f"OOD {spec}",
-                                    leave=False)]
         with torch.no_grad():
-            out_logits = torch.cat([p[0].cpu() for p in parts])
-            out_features = torch.cat([p[1] for p in parts]) if wants_features else None
+            parts = [forward(model, pixels, wants_features)
+                     for pixels in tqdm(ood.batches(model.model, settings.batch_size, device), desc=f"OOD {spec}",
+                                        leave=False)]
+        out_logits = torch.cat([p[0].cpu() for p in parts])
+        out_features = torch.cat([p[1] for p in parts]) if wants_features else None
         outside = select_scores(all_scores(out_logits, out_features, fit, bank, settings.knn_k), settings)
         measured.scores[spec] = outside
         sets[spec] = {"images": len(ood), "unreadable": [f"{path}: {why}" for path, why in ood.unreadable],

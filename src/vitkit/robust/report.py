@@ -16,10 +16,10 @@ from ..report import write_json
 from .corruptions import corrupt
 
 if TYPE_CHECKING:
-    from .pipeline import Measured, RobustnessSettings
+    from .pipeline import Measured
 
 
-def write_robustness_report(measured: Measured, out: Path, settings: RobustnessSettings) -> dict[str, Path]:
+def write_robustness_report(measured: Measured, out: Path) -> dict[str, Path]:
     """Writes robustness.json, the PNGs and report.html to `out`; returns them by name."""
     out.mkdir(parents=True, exist_ok=True)
     record, sections = measured.record, []

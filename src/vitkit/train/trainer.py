@@ -318,7 +318,8 @@ def apply_schedule(run: Run, position: float) -> float:
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     if (start := start_patch_drop_rate(run.model)) is not None:
-        run.model.set_patch_drop_rate(run.cfg.adversarial.patch_drop_rate(run.schedule.patch_drop_rate(position, start)))
+        rate = run.schedule.patch_drop_rate(position, start)
+        run.model.set_patch_drop_rate(run.cfg.adversarial.patch_drop_rate(rate))
     return lr
 
 
