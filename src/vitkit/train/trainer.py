@@ -24,6 +24,7 @@ from ..checkpoints import from_pretrained
 from ..models import ModelConfig, family_of, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
+from .adversarial import adversarial_images
 from .config import TrainConfig, resolve_config, stated_model_fields
 from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
                           load_optimizer_state, optimizer_state, wrap_model)
@@ -88,7 +89,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                               functools.partial(mean_seconds, ctx=ctx, device=device))
     open_run_folder(run_dir, cfg, ctx, log, schedule, resumed=state is not None)
     for line in [describe_run(cfg, model, train_set, test_set, device, precision, ctx, schedule, run_dir), *model_notes,
-                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device)]:
+                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device),
+                 cfg.adversarial.describe(bool(start_patch_drop_rate(model)))]:
         if line:
             log.text(line)
     run = build_run(cfg, ctx, device, precision, model, state, train_loader, test_loader, len(train_set.classes),
@@ -269,6 +271,8 @@ def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precisio
         task.load_state_dict(state["task"])
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
+        if cfg.adversarial.kind:  # the update's dropout draws must be the eager attack's
+            torch._inductor.config.fallback_random = True
     return Run(cfg, ctx, device, precision, model, train_model, ema, optimizer, scaler, task, train_loader,
                test_loader, num_classes, run_dir, log, schedule)
 
@@ -314,7 +318,8 @@ def apply_schedule(run: Run, position: float) -> float:
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     if (start := start_patch_drop_rate(run.model)) is not None:
-        run.model.set_patch_drop_rate(run.schedule.patch_drop_rate(position, start))
+        rate = run.schedule.patch_drop_rate(position, start)
+        run.model.set_patch_drop_rate(run.cfg.adversarial.patch_drop_rate(rate))
     return lr
 
 
@@ -325,6 +330,8 @@ def start_patch_drop_rate(model: torch.nn.Module) -> float | None:
 
 def forward_backward(run: Run, images: torch.Tensor, targets: torch.Tensor, epoch: int, sync: bool) -> torch.Tensor:
     """One micro-batch's loss, its gradient added to the accumulated ones (all-reduced across ranks if `sync`)."""
+    if run.cfg.adversarial.kind:  # the attack sees the update's random draws (see train/adversarial.py)
+        images = adversarial_images(run.model, run.task.loss, images, targets, run.cfg.adversarial)
     with gradient_sync(run.train_model, sync), run.autocast():
         loss = run.task.loss(run.train_model, images, targets)
     if not math.isfinite(loss.item()):
