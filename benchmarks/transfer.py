@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from vitkit import VisionTransformer, create_model
 from vitkit.data import AugmentConfig, build_dataset, build_loader
 from vitkit.inference import load_model
+from vitkit.representation import linear_probe
 from vitkit.report import format_table, write_json
 from vitkit.train.distill import DistillationLoss
 from vitkit.train.evaluate import evaluate
-from vitkit.train.finetune import FinetuneConfig, apply_mode, linear_probe
+from vitkit.train.finetune import FinetuneConfig, apply_mode
 from vitkit.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]

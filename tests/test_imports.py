@@ -6,14 +6,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "vitkit"
 # From the ground up; rooms on one level may not import each other unless listed in SIDEWAYS.
 LEVELS = {
-    "config": 0, "preprocess": 0, "hardware": 0, "report": 0, "evaluation": 0,
+    "config": 0, "preprocess": 0, "hardware": 0, "report": 0, "evaluation": 0, "representation": 0,
     "layers": 1,
     "models": 2,
-    "checkpoints": 3, "data": 3,
+    "checkpoints": 3, "data": 3, "selfsup": 3,
     "train": 4, "export": 4, "analysis": 4, "inference": 4, "bench": 4, "serve": 4, "robust": 4,
     "cli": 5, "__main__": 5, "__init__": 5,
 }
-SIDEWAYS = {("analysis", "inference"), ("inference", "export"), ("bench", "export"), ("__main__", "cli")}
+SIDEWAYS = {("analysis", "inference"), ("inference", "export"), ("bench", "export"), ("__main__", "cli"),
+            ("serve", "inference"), ("serve", "export"), ("serve", "analysis"),  # serving uses the model as they do
+            ("robust", "analysis"), ("train", "robust")}  # robust draws with analysis's plots; training attacks
 TRAINER_USERS = {"cli", "__main__", "train"}  # using a trained model (eval, predict, serve) never imports the trainer
 
 

@@ -2,6 +2,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -21,12 +23,13 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
 
-def test_every_training_command_names_a_recipe_and_overrides_that_resolve():
+@pytest.mark.parametrize("section,count", [("Training", 4), ("Self-supervised pre-training", 3)])
+def test_every_training_command_names_a_recipe_and_overrides_that_resolve(section, count):
     from vitkit.train import resolve_config
 
-    block = re.search(r"## Training\n\n```bash\n(.*?)```", README, re.S).group(1)
+    block = re.search(rf"## {section}\n\n```bash\n(.*?)```", README, re.S).group(1)
     commands = [line.split("#")[0].split() for line in block.splitlines() if "train --config" in line]
-    assert len(commands) >= 4
+    assert len(commands) >= count
     for words in commands:
         config = words[words.index("--config") + 1]
         resolve_config(ROOT / config, [word for word in words if "=" in word and not word.startswith("--")])

@@ -9,6 +9,8 @@ from .config import parse_overrides
 from .report import format_table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .export import InferenceBackend
 
 
@@ -133,8 +135,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Top-1, top-5 and per-class accuracy of a run or checkpoint, a confusion-matrix PNG and a JSON report."""
-    from pathlib import Path
-
     from .inference import evaluate_on, plot_confusion
     from .report import write_json
 
@@ -142,9 +142,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if data is None:
         raise ValueError(f"{args.checkpoint} is not a training run, so its dataset is unknown; pass --data SPEC "
                          "(e.g. --data digits or --data cifar10:/path)")
+    if args.knn is not None or args.linear_probe:
+        return _judge_representation(args, data)
     backend = _load_backend(args)
     scores = evaluate_on(backend, data, split=args.split, batch_size=args.batch_size, device=args.device)
-    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+    out = _eval_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
     report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "backend": backend.name,
@@ -154,6 +156,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(rows, ["class", "accuracy (%)"]))
     print(f"\n{data} ({args.split}): top-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
           f"({scores['count']} images)\nwritten: {out / 'eval.json'}, {out / 'confusion.png'}")
+    return 0
+
+
+def _eval_folder(args: argparse.Namespace) -> Path:
+    """--out, else <run>/eval for a run or checkpoint folder, else ./eval."""
+    from pathlib import Path
+
+    return Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "eval")
+
+
+def _judge_representation(args: argparse.Namespace, data: str) -> int:
+    """`eval --knn / --linear-probe`: the frozen model's pooled features judged, whatever its head (or none)."""
+    from .inference import judge_representation, load_model
+    from .report import write_json
+    from .representation import KNN_K
+
+    model = load_model(args.checkpoint, args.device)
+    ks = (args.knn or list(KNN_K)) if args.knn is not None else []
+    scores = judge_representation(model, data, ks, args.linear_probe, args.probe_epochs, args.probe_lr,
+                                  args.batch_size, args.device)
+    path = write_json(_eval_folder(args) / "representation.json", {"checkpoint": str(args.checkpoint), "data": data, **scores})
+    rows = [[f"kNN, k={k} (cosine, weighted votes)", round(scores[f"knn{k}_top1"], 2)] for k in ks]
+    if args.linear_probe:
+        rows.append([f"linear probe (BatchNorm, {args.probe_epochs} epochs)", round(scores["probe_top1"], 2)])
+    print(format_table(rows, ["judge", "test top-1 (%)"]))
+    print(f"\n{data}: {scores['train_images']} train / {scores['test_images']} test images, {scores['features']} "
+          f"features each\nwritten: {path}")
     return 0
 
 
@@ -171,6 +200,14 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="output folder (default: <run>/eval)")
+    parser.add_argument("--knn", nargs="*", type=int, metavar="K",
+                        help="judge the pooled features instead: kNN top-1 (cosine similarity, temperature-weighted "
+                             "votes) for each K, default 20 200; the train split is the memory")
+    parser.add_argument("--linear-probe", action="store_true",
+                        help="judge the pooled features instead: a linear probe (BatchNorm without affine + linear "
+                             "head) trained on the train split's cached features")
+    parser.add_argument("--probe-epochs", type=int, default=100)
+    parser.add_argument("--probe-lr", type=float, default=1e-3)
     _backend_arguments(parser)
 
 
@@ -306,7 +343,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Writes the paper's Fig. 7 pictures, attention maps, rollout and Grad-CAM as PNGs plus one report.html."""
-    from .analysis import analyze, dataset_images, load_for_analysis, load_images, synthetic_images
+    from .analysis import analyze, dataset_images, load_for_analysis, load_images, run_pictures, synthetic_images
 
     model, origin = load_for_analysis(args.source)
     if hasattr(model.cfg, "num_frames"):
@@ -323,7 +360,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for name, reason in images.unreadable:
         print(f"vitkit analyze: unreadable image skipped: {name} ({reason})", file=sys.stderr)
     result = analyze(model, images, args.out, layers=args.layer, show=args.show, device=args.device,
-                     title=f"vitkit analyze {args.source}", notes=[origin])
+                     title=f"vitkit analyze {args.source}", notes=[origin], pictures=run_pictures(args.source))
     for message in result.messages:
         print(f"note: {message}", file=sys.stderr)
     print(f"wrote {len(result.files)} files to {args.out}; open {result.files['report.html']}")
@@ -439,6 +476,141 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the records to this JSON file")
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """Clean, adversarial, corrupted and OOD behaviour of a run or checkpoint as robustness.json + report.html."""
+    from pathlib import Path
+
+    import torch
+
+    from .hardware import pick_threads
+    from .robust.corruptions import parse_corruptions
+    from .robust.pipeline import RobustnessSettings, measure_robustness
+    from .robust.report import summary_lines
+
+    settings = RobustnessSettings(
+        attacks=_names(args.attacks), eps=[_number(v, "--eps") for v in _names(args.eps)],
+        pgd_steps=args.pgd_steps, apgd_steps=args.apgd_steps,
+        corruptions=[] if args.corruptions == "none" else parse_corruptions(args.corruptions),
+        severities=_severities(args.severities), ood=[] if args.ood == ["none"] else args.ood,
+        detectors=_names(args.detectors), limit=args.limit, fit_images=args.fit_images, knn_k=args.knn_k,
+        batch_size=args.batch_size, seed=args.seed, show=args.show)
+    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "robustness")
+    previous_threads = torch.get_num_threads()
+    pick_threads(torch.device(args.device))
+    try:
+        record, files = measure_robustness(args.checkpoint, out, args.data, settings, args.device)
+    finally:
+        torch.set_num_threads(previous_threads)
+    print("\n".join(summary_lines(record)))
+    print(f"written: {files['robustness.json']}, {files['report.html']}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    """'a,b,c' -> ['a', 'b', 'c']; 'none' or '' -> []."""
+    return [] if text.strip() in ("", "none") else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{flag} {text!r} is not a number") from None
+
+
+def _severities(text: str) -> list[int]:
+    """'1-5', '1,3,5' or '2' -> severities; 'none' -> []."""
+    chosen: list[int] = []
+    for part in _names(text):
+        low, _, high = part.partition("-")
+        try:
+            chosen += list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise ValueError(f"--severities {text!r}: use a range (1-5) or a list (1,3,5)") from None
+    return chosen
+
+
+def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
+    parser.add_argument("--data", help="labelled dataset spec (default: the run's own, with its data.subset); its "
+                                       "test split is attacked and corrupted, its train split fits the OOD detectors")
+    parser.add_argument("--ood", nargs="+", default=["noise:gaussian", "noise:uniform"],
+                        help="OOD sets: a dataset spec (its test split, e.g. fashion-mnist:PATH), folder:PATH (any "
+                             "folder of images), noise:gaussian, noise:uniform, held-out (the classes the run's "
+                             "data.subset left out); 'none' for no OOD detection")
+    parser.add_argument("--attacks", default="fgsm,pgd,apgd", help="comma-separated: fgsm, pgd, apgd (APGD-CE); none")
+    parser.add_argument("--eps", default="1,2,4,8", help="L-inf radii in units of 1/255 (8 means 8/255)")
+    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD iterations (step 2.5 eps / steps)")
+    parser.add_argument("--apgd-steps", type=int, default=100, help="APGD-CE iterations")
+    parser.add_argument("--corruptions", default="all",
+                        help="all, a group (noise, blur, weather, digital), comma-separated names, or none")
+    parser.add_argument("--severities", default="1-5", help="corruption severities, e.g. 1-5 or 1,3,5")
+    parser.add_argument("--detectors", default=",".join(("msp", "max_logit", "energy", "mahalanobis",
+                                                         "relative_mahalanobis", "knn")),
+                        help="OOD scores to compute (the last three need a model with pooled features)")
+    parser.add_argument("--limit", type=int, help="measure on this many test (and OOD) images, drawn at random")
+    parser.add_argument("--fit-images", type=int, help="training images the OOD detectors are fitted on "
+                                                        "(default: the whole train split)")
+    parser.add_argument("--knn-k", type=int, default=50, help="the k of the kNN detector")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0, help="random starts, corruption noise, image choice")
+    parser.add_argument("--show", type=int, default=6, help="adversarial examples drawn in the report")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", help="output folder (default: <run>/robustness)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serves a checkpoint or ONNX file over HTTP with dynamic batching until SIGTERM (then drains and exits 0)."""
+    import os
+
+    from .serve import ServeConfig, require_serve_extra
+    from .serve.config import API_KEY_VARIABLE
+
+    try:
+        require_serve_extra()
+    except ImportError as missing:
+        raise SystemExit(f"vitkit serve: {missing}")
+    if not (args.source.startswith("hf-hub:") or os.path.exists(args.source)):
+        raise ValueError(f"{args.source}: no such file or folder; give a run folder, a checkpoint or an ONNX file "
+                         "from `vitkit export`")
+    config = ServeConfig(source=args.source, name=args.name, backend=args.backend, int8=args.int8,
+                         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         timeout_s=args.timeout, max_pixels=args.max_pixels, max_body_mb=args.max_body_mb,
+                         api_key=args.api_key or os.environ.get(API_KEY_VARIABLE), host=args.host, port=args.port,
+                         workers=args.workers, threads=args.threads, access_log=not args.no_access_log)
+    from .serve.server import serve
+
+    return serve(config)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="run folder, checkpoint (vitkit, timm, HF, ViT-5) or an ONNX file from "
+                                       "`vitkit export` (served by onnxruntime)")
+    _backend_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 "
+                                                             "exposes the server to the network)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: any free one; the log names it)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="most images in one forward")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="longest a request waits for its batch to fill (0: run whatever is queued at once)")
+    parser.add_argument("--max-queue", type=int, default=256,
+                        help="images that may wait; beyond that requests get 503 with Retry-After")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait for its answer "
+                                                                    "before a 504")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000,
+                        help="largest image (width x height) accepted, checked from the header before decoding")
+    parser.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body; beyond it 413")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every endpoint but /healthz and "
+                                          "/readyz (default: $VITKIT_API_KEY, else no key)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the port, the cores split between them; /metrics sums them")
+    parser.add_argument("--threads", type=int, help="torch / onnxruntime threads per worker (default: cores / "
+                                                    "workers)")
+    parser.add_argument("--name", help="the model's name in responses (default: the source's file or folder name)")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="no log line per request (refusals and errors are still logged with their request id)")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "models": (cmd_models, lambda p: p.add_argument("pattern", nargs="?", default="*",
                                                     help="shell-style filter, e.g. 'vit5_*'"),
@@ -454,6 +626,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "analyze": (cmd_analyze, _analyze_arguments, "Fig. 7 analyses, attention maps and Grad-CAM as PNGs + report.html"),
     "export": (cmd_export, _export_arguments, "write a checkpoint as a checked ONNX file"),
     "bench": (cmd_bench, _bench_arguments, "images/s, FLOP/s and share of matmul peak, optionally beside a plain ViT"),
+    "robustness": (cmd_robustness, _robustness_arguments,
+                   "adversarial attacks, common corruptions and OOD detection as robustness.json + report.html"),
+    "serve": (cmd_serve, _serve_arguments, "HTTP inference server with dynamic batching, metrics and a demo page"),
 }
 
 

@@ -218,9 +218,13 @@ def pick_threads(device: torch.device) -> int:
     OMP_NUM_THREADS, when set, wins; on GPU the setting is left alone.
     """
     if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores - round(busy_cores())))
+        torch.set_num_threads(max(1, usable_cores() - round(busy_cores())))
     return torch.get_num_threads()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def busy_cores(interval: float = 0.25) -> float:

@@ -38,10 +38,18 @@ def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = F
     """load_model behind optimize_for_inference's backend, its ONNX files cached beside the checkpoint (else in the
     user's cache), so a second predict or eval starts at once."""
     from .checkpoints import resolve_checkpoint
-    from .export import cache_dir_for, optimize_for_inference
 
     checkpoint = resolve_checkpoint(source)
-    model = load_model(checkpoint, device)
+    return backend_for(load_model(checkpoint, device), checkpoint, backend, allow_int8)
+
+
+def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "auto",
+                allow_int8: bool = False) -> InferenceBackend:
+    """optimize_for_inference of a model loaded from checkpoint, for callers that keep the float model too (the
+    server explains with it)."""
+    from .export import cache_dir_for, optimize_for_inference
+
+    device = next(model.parameters()).device
     example = torch.zeros(2, model.cfg.in_chans, *model.cfg.img_size, device=device)
     return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
 
@@ -63,6 +71,31 @@ def evaluate_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str
                           in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_workers=0)
     scores = evaluate(model, loader, model.cfg.num_classes, torch.device(device))
     scores["classes"] = list(dataset.classes)
+    return scores
+
+
+def judge_representation(model: torch.nn.Module, spec: str, knn: Sequence[int] = (), probe: bool = False,
+                         probe_epochs: int = 100, probe_lr: float = 1e-3, batch_size: int = 256,
+                         device: str | torch.device = "cpu") -> dict[str, Any]:
+    """kNN top-1 for each k in `knn` and linear-probe top-1 (MAE's BatchNorm without affine before a new linear
+    head) of a model's pooled features: the train split's features are the memory and the probe's training data,
+    the test split's are judged. Any checkpoint, supervised or not; its own head is not used."""
+    from .representation import cache_features, knn_accuracy, probe_head
+
+    splits = [build_dataset(spec, split=split) for split in ("train", "test")]
+    loaders = [build_loader(dataset, batch_size=batch_size, train=False, img_size=model.cfg.img_size, device=device,
+                            in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_workers=0)
+               for dataset in splits]
+    (train_x, train_y), (test_x, test_y) = (cache_features(model, loader) for loader in loaders)
+    num_classes = len(splits[0].classes)
+    scores: dict[str, Any] = {"train_images": len(train_x), "test_images": len(test_x), "features": train_x.shape[1]}
+    if knn:
+        scores.update(knn_accuracy(train_x, train_y, test_x, test_y, knn, num_classes=num_classes))
+    if probe:
+        torch.manual_seed(0)
+        head = torch.nn.Linear(train_x.shape[1], num_classes)
+        result = probe_head(head, train_x, train_y, test_x, test_y, probe_epochs, probe_lr, batch_norm=True)
+        scores.update({"probe_train_top1": result["train_top1"], "probe_top1": result["test_top1"]})
     return scores
 
 
@@ -115,7 +148,6 @@ def predict(model: torch.nn.Module | InferenceBackend, inputs: Sequence[str | Pa
             batch_size: int = 64, device: str | torch.device = "cpu") -> list[Prediction]:
     """Top-k (class name, probability) per image, preprocessed exactly as the checkpoint says."""
     prep, cfg = model.preprocess, model.cfg
-    transform = EvalTransform(cfg.img_size, prep, cfg.in_chans, cropped=True)
     names, paths = class_names(model), image_paths(inputs)
     k = min(topk, len(names))
     results = []
@@ -125,12 +157,17 @@ def predict(model: torch.nn.Module | InferenceBackend, inputs: Sequence[str | Pa
             arrays = [eval_image(p, cfg.img_size, cfg.in_chans, prep) for p in chunk]
         except BadImageError as error:
             raise ValueError(str(error)) from None
-        images = transform(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)).to(device)
-        probs = model(images).float().softmax(-1)
+        probs = model(model_input(arrays, model).to(device)).float().softmax(-1)
         values, indices = probs.topk(k, dim=-1)
         for path, vals, idxs in zip(chunk, values.tolist(), indices.tolist()):
             results.append(Prediction(str(path), [(names[i], v) for i, v in zip(idxs, vals)]))
     return results
+
+
+def model_input(arrays: Sequence[np.ndarray], model: torch.nn.Module | InferenceBackend) -> torch.Tensor:
+    """The normalised [B, C, H, W] batch of eval_pixels arrays: how predict and the server feed the model."""
+    transform = EvalTransform(model.cfg.img_size, model.preprocess, model.cfg.in_chans, cropped=True)
+    return transform(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
 
 
 def eval_image(path: str | Path, img_size: tuple[int, int], in_chans: int, preprocess: Preprocess) -> np.ndarray:

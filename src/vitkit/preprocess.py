@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INCEPTION_MEAN, INCEPTION_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -20,6 +21,12 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Preprocess":
+        """From JSON (lists for the tuples), keeping only the fields a Preprocess has."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
     def for_channels(self, channels: int) -> "Preprocess":
         """The same preprocessing with one mean/std per input channel: a gray mean/std repeats for RGB input, and

@@ -11,8 +11,9 @@ from vitkit import cli, from_pretrained
 from vitkit.checkpoints import save_pretrained
 from vitkit.data import AugmentConfig, build_dataset, build_loader
 from vitkit.models import create_model
+from vitkit.representation import cache_features, linear_probe
 from vitkit.train import train
-from vitkit.train.finetune import FinetuneConfig, apply_mode, cache_features, linear_probe, unfreeze_stage
+from vitkit.train.finetune import FinetuneConfig, apply_mode, unfreeze_stage
 
 TINY = {"name": "vit_cifar_patch4_32", "img_size": 8, "patch_size": 2, "embed_dim": 32, "depth": 2, "num_heads": 2,
         "in_chans": 3}

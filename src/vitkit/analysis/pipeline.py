@@ -78,9 +78,10 @@ def _keep_maps(model: VisionTransformer, batch: torch.Tensor, maps: list[torch.T
     for layer in layers:
         found.head_maps[layer].append(attn.class_attention(maps[layer], layout).cpu())
     found.rollout.append(attn.rollout_map(attn.attention_rollout(maps), layout).cpu())
-    cam, targets = grad_cam(model, batch)
-    found.gradcam.append(cam.cpu())
-    found.targets.append(targets.cpu())
+    if model.cfg.num_classes:
+        cam, targets = grad_cam(model, batch)
+        found.gradcam.append(cam.cpu())
+        found.targets.append(targets.cpu())
     found.eigencam.append(eigen_cam(model, batch).cpu())
     if layout.num_registers:
         found.registers.append(attn.register_attention(maps[-1], layout).cpu())
@@ -89,8 +90,9 @@ def _keep_maps(model: VisionTransformer, batch: torch.Tensor, maps: list[torch.T
 
 def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, layers: Sequence[int] = (-1,),
             show: int = 8, batch_size: int = 16, device: str | torch.device = "cpu",
-            title: str = "vitkit analysis", notes: Sequence[str] = ()) -> AnalysisResult:
-    """Writes every picture of the analysis, attention_distance.json and a self-contained report.html into out_dir."""
+            title: str = "vitkit analysis", notes: Sequence[str] = (), pictures: Sequence[Path] = ()) -> AnalysisResult:
+    """Writes every picture of the analysis, attention_distance.json and a self-contained report.html into out_dir;
+    `pictures` (those a pre-training run drew, see run_pictures) get a section of their own."""
     if not images.names:
         raise ValueError("no readable images to analyse; pass --images with at least one image file or folder")
     if tuple(images.pixels.shape[1:3]) != model.cfg.img_size:
@@ -109,6 +111,12 @@ def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, lay
     sections = [_filters_section(model, out), _position_section(model, out),
                 _distance_section(distances, layout, len(images.names), out)]
     sections += _map_sections(model, images, layout, layers, found, out)
+    if pictures:
+        sections.append(Section("Self-supervised pre-training",
+                                "What the pre-training objective predicted at the run's last evaluation, on 8 test "
+                                "images: MAE's hidden patches (reconstruction beside the masked input), or masked "
+                                "patch prediction's mean colours of the corrupted patches beside the true ones.",
+                                list(pictures)))
     summary = [f"model: {model.cfg.depth} blocks, {model.cfg.num_heads} heads, width {model.cfg.embed_dim}, "
                f"input {model.cfg.img_size[0]}x{model.cfg.img_size[1]}, {len(images.names)} images", *notes]
     summary += [f"unreadable image skipped: {name} ({reason})" for name, reason in images.unreadable] + messages
@@ -203,6 +211,10 @@ def _map_sections(model: VisionTransformer, images: ImageSet, layout: TokenLayou
 
 def _gradcam_section(model: VisionTransformer, pixels: np.ndarray, names: list[str], found: Measurements,
                      out: Path) -> Section:
+    if not found.gradcam:
+        return Section("Grad-CAM class evidence", "Grad-CAM weighs the patch tokens by a class score's gradient.",
+                       notes=["this model has no classifier head (num_classes=0, e.g. a self-supervised encoder), so "
+                              "there is no class score to explain; fine-tune it or probe it first"])
     classes = getattr(model, "class_names", None)
     targets = torch.cat(found.targets).tolist()
     titles = [f"class {classes[t] if classes else t}" for t in targets]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..models.vision_transformer import VisionTransformer
+from ..selfsup import MAE_PICTURE, MASKED_PATCH_PICTURE
 
 
 def load_for_analysis(source: str) -> tuple[VisionTransformer, str]:
@@ -19,3 +20,11 @@ def load_for_analysis(source: str) -> tuple[VisionTransformer, str]:
         return create_model(source), f"weights: none (preset {source} with random initialisation)"
     raise ValueError(f"{source!r} is neither a file or folder nor a preset name; pass a run folder "
                      "(runs/<name>), a checkpoint, or a preset from `vitkit models`")
+
+
+def run_pictures(source: str) -> list[Path]:
+    """The pictures a training run drew at its last evaluation (self-supervised objectives), for the report."""
+    from ..checkpoints import run_folder
+
+    run = run_folder(source)
+    return [run / name for name in (MAE_PICTURE, MASKED_PATCH_PICTURE) if run and (run / name).is_file()]

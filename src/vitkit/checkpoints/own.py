@@ -94,8 +94,7 @@ def convert_own(description: dict[str, Any], state_dict: dict[str, torch.Tensor]
         raise CheckpointError(f"{where} holds an invalid vitkit config ({error}); the file is damaged or was "
                               "written by another vitkit version") from None
     pre = description.get("preprocess") or {}
-    preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()
-                               if k in ("mean", "std", "interpolation", "crop_pct")})
+    preprocess = Preprocess.from_dict(pre)
     notes = [f"vitkit format v{version}" + (f", preset {description['preset']}" if description.get("preset") else "")]
     return Converted("vitkit", state_dict, config.to_dict(), notes=notes, preprocess=preprocess,
                      preprocess_origin=f"recorded in {where.name}",

@@ -14,13 +14,14 @@ Dataset = TensorImageDataset | ImageFolderDataset | ClipDataset
 
 
 def build_dataset(spec: str, split: str = "train", seed: int = 0, *, val_fraction: float = 0.2,
-                  skip_bad_images: bool = False) -> Dataset:
+                  skip_bad_images: bool = False, labels: bool = True) -> Dataset:
     """'digits' | 'cifar10:PATH' | 'cifar100:PATH' | 'mnist:PATH' | 'fashion-mnist:PATH' | 'imagefolder:PATH', and the
     clip datasets 'clipfolder:PATH' | 'moving-fashion:PATH[?key=value&...]' (PATH: the Fashion-MNIST folder; keys:
     data/moving_fashion.py's MovingFashionParams).
 
     `seed` fixes the split of sources split by ratio (digits, an image or clip folder without train/ and val/);
-    `skip_bad_images` lets image-folder loaders skip and count unreadable files instead of stopping."""
+    `skip_bad_images` lets image-folder loaders skip and count unreadable files instead of stopping;
+    labels=False accepts an image folder without class folders (for self-supervised pre-training)."""
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
@@ -57,4 +58,4 @@ def build_dataset(spec: str, split: str = "train", seed: int = 0, *, val_fractio
         return load_clip_folder(root, split, seed, val_fraction)
     from .folder import load_image_folder
 
-    return load_image_folder(root, split, seed, val_fraction, skip_bad_images)
+    return load_image_folder(root, split, seed, val_fraction, skip_bad_images, labels)

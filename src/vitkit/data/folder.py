@@ -1,7 +1,10 @@
 """Image folders: PATH/<class>/<image>, either with train/ and val/ (or test/) subfolders or one folder split by
-a seeded per-class ratio. Files are listed once at build time; pixels are decoded lazily by loader workers."""
+a seeded per-class ratio. Files are listed once at build time; pixels are decoded lazily by loader workers.
+Where labels are not needed (self-supervised pre-training), a folder holding its images directly is accepted too:
+one group with no class names."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Callable
@@ -39,12 +42,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 
 def load_image_folder(root: str | Path, split: str, seed: int = 0, val_fraction: float = 0.2,
-                      skip_bad_images: bool = False) -> ImageFolderDataset:
-    """Finds the split's class folders and files; every problem is an error that names the folder and the fix."""
+                      skip_bad_images: bool = False, labels: bool = True) -> ImageFolderDataset:
+    """Finds the split's class folders and files; every problem is an error that names the folder and the fix.
+    labels=False also takes a folder of images without class folders (classes [], every label 0)."""
     root = Path(root).expanduser()
     spec = f"imagefolder:{root}"
-    classes, samples = split_samples(root, spec, split, seed, val_fraction, scan_classes, "images",
-                                     "PATH/<class>/<image>")
+    scan = functools.partial(scan_classes, labels=labels)
+    classes, samples = split_samples(root, spec, split, seed, val_fraction, scan, "images", "PATH/<class>/<image>")
     return ImageFolderDataset(root, classes, samples, f"{spec}/{split}", skip_bad_images)
 
 
@@ -107,12 +111,16 @@ def check_same_classes(spec: str, train_dir: Path, eval_dir: Path) -> None:
                          f"{only_eval or 'none'}); give both splits the same class folders")
 
 
-def scan_classes(folder: Path, spec: str) -> tuple[list[str], list[list[Path]]]:
-    """Sorted class names and, for each, its image files (recursively, symlinks followed, sorted)."""
+def scan_classes(folder: Path, spec: str, labels: bool = True) -> tuple[list[str], list[list[Path]]]:
+    """Sorted class names and, for each, its image files (recursively, symlinks followed, sorted); with
+    labels=False, a folder holding images directly is one group of all its images, with no class names."""
+    loose = sum(1 for entry in folder.iterdir() if is_image_file(entry))
+    if loose and not labels:
+        return [], [list_images(folder)]
     classes = class_names(folder)
     if not classes:
-        loose = sum(1 for entry in folder.iterdir() if is_image_file(entry))
-        hint = (f"it holds {loose} images directly: move them into {folder}/<class>/" if loose
+        hint = (f"it holds {loose} images directly: move them into {folder}/<class>/ (pre-training tasks such as "
+                "task=mae take it as it is)" if loose
                 else f"expected {folder}/<class>/<image>")
         raise ValueError(f"{spec}: {folder} has no class folders; {hint}")
     files = [list_images(folder / name) for name in tqdm(classes, desc=f"scanning {folder}", leave=False,

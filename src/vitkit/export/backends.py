@@ -3,16 +3,20 @@ bf16 or int8) from a table of what was measured on each CPU class, lossless unle
 from __future__ import annotations
 
 import copy
+import json
 import os
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..hardware import CpuKernels, cpu_kernels, user_cache_dir
-from .ort import INSTALL_HINT, onnx_file, ort_available, ort_runner
+from ..models.family import DEFAULT_FAMILY, get_family
+from ..preprocess import Preprocess
+from .ort import INSTALL_HINT, onnx_file, ort_available, ort_runner, ort_session, require_ort, session_runner
 from .quantize import compile_int8, quantize_int8
 
 BACKENDS = ("torch-fp32", "torch-bf16", "torch-int8", "ort-fp32", "ort-int8")
@@ -94,6 +98,26 @@ def optimize_for_inference(model: nn.Module, example_batch: torch.Tensor, allow_
         torch._dynamo.mark_dynamic(example_batch, 0)  # compiled once for every batch size, not again per new size
     inference(example_batch)
     return inference
+
+
+def onnx_backend(path: str | os.PathLike, threads: int | None = None) -> InferenceBackend:
+    """A file written by export_onnx (`vitkit export`) under onnxruntime, described by the config, preprocessing and
+    class names in its metadata: inference with no torch model behind it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such ONNX file; write one with `vitkit export CHECKPOINT {path}`")
+    require_ort("ort-file")
+    session = ort_session(path, threads or torch.get_num_threads())
+    metadata = session.get_modelmeta().custom_metadata_map
+    if "vitkit_config" not in metadata:
+        raise ValueError(f"{path} carries no vitkit metadata (config, preprocessing, class names): give a file written "
+                         "by `vitkit export`, or the checkpoint itself")
+    family = get_family(metadata.get("vitkit_family", DEFAULT_FAMILY))  # files exported before it was recorded: ViTs
+    described = SimpleNamespace(cfg=family.config_class.from_dict(json.loads(metadata["vitkit_config"])),
+                                preprocess=Preprocess.from_dict(json.loads(metadata["vitkit_preprocess"])),
+                                class_names=json.loads(metadata.get("vitkit_class_names", "[]")) or None)
+    return InferenceBackend("ort-file", f"the ONNX file {path.name} under onnxruntime", session_runner(session),
+                            described)
 
 
 def _auto(allow_int8: bool, device: torch.device, kernels: CpuKernels) -> tuple[str, str]:

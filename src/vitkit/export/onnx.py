@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from ..models.family import family_of
 from .quantize import is_int8
 
 
@@ -38,7 +39,8 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
     proto = program.model_proto
     metadata = {"vitkit_preprocess": json.dumps(dataclasses.asdict(model.preprocess)),
                 "vitkit_class_names": json.dumps(list(model.class_names or [])),
-                "vitkit_config": json.dumps(model.cfg.to_dict())}
+                "vitkit_config": json.dumps(model.cfg.to_dict()), "vitkit_family": family_of(model.cfg).name,
+                "vitkit_parameters": str(sum(p.numel() for p in model.parameters()))}  # the graph folds some away
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

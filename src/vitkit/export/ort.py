@@ -105,17 +105,25 @@ def quantize_onnx(source: Path, target: Path, reduce_range: bool = False) -> Non
                          reduce_range=reduce_range, weight_type=QuantType.QInt8)
 
 
-def ort_runner(path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function from images to logits over an onnxruntime session with `threads` intra-op threads (torch's count,
-    so both backends get the same cores)."""
+def ort_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session with `threads` intra-op threads (torch's count, so both backends get the same
+    cores)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: the quantized graph's initializer notices are not the user's business
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
+
+def ort_runner(path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function from images to logits over ort_session(path, threads)."""
+    return session_runner(ort_session(path, threads))
+
+
+def session_runner(session: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Images [B, C, H, W] -> logits through an onnxruntime session of an export_onnx file."""
     def run(images: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(images.detach().float().cpu().numpy())
         (logits,) = session.run(["logits"], {"images": array})

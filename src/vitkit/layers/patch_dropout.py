@@ -30,22 +30,29 @@ class PatchDropout(nn.Module):
         tables: cos/sin [B, 1, K, head_dim], bias [B, H, K, K]."""
         if not self.training or self.rate == 0.0:
             return x, rope, bias
+        return self.keep_random(x, rope, bias, self.rate)[:3]
+
+    def keep_random(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+                    bias: torch.Tensor | None, rate: float):
+        """Drops `rate` of the patches whatever the mode (MAE masks at evaluation too); also returns the kept
+        patches' grid indices [B, K] (in drawn order), which put the encoded tokens back in place (unshuffle)."""
         batch, length, dim = x.shape
         num_patches = length - self.num_prefix - self.num_suffix
-        keep = self.num_kept(num_patches)
-        patches = torch.rand(batch, num_patches, device=x.device).argsort(dim=1)[:, :keep] + self.num_prefix
+        keep = self.num_kept(num_patches, rate)
+        kept = torch.rand(batch, num_patches, device=x.device).argsort(dim=1)[:, :keep]
         fixed = torch.arange(length, device=x.device)
-        index = torch.cat([fixed[:self.num_prefix].expand(batch, -1), patches,
+        index = torch.cat([fixed[:self.num_prefix].expand(batch, -1), kept + self.num_prefix,
                            fixed[length - self.num_suffix:].expand(batch, -1)], dim=1)
         x = x.gather(1, index[..., None].expand(-1, -1, dim))
         if rope is not None:
             rope = tuple(table[index][:, None] for table in rope)
         if bias is not None:
             bias = bias[:, index[:, :, None], index[:, None, :]].transpose(0, 1)
-        return x, rope, bias
+        return x, rope, bias, kept
 
-    def num_kept(self, num_patches: int) -> int:
-        return max(1, round(num_patches * (1.0 - self.rate)))
+    def num_kept(self, num_patches: int, rate: float | None = None) -> int:
+        rate = self.rate if rate is None else rate
+        return max(1, round(num_patches * (1.0 - rate)))
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}"

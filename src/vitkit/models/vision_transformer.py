@@ -204,15 +204,27 @@ class VisionTransformer(nn.Module):
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple | None, torch.Tensor | None]:
         """Images -> the token sequence entering block 0, plus that grid's RoPE tables and attention bias."""
+        return self.add_positions(*self.embed_patches(x))
+
+    def embed_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Images -> patch embeddings [B, N, D] and their grid, before any token or position is added (the place
+        masked patch prediction corrupts)."""
         if self.backbone is not None:
             x = self.backbone(x)
-        x, grid = self.patch_embed(x)
+        return self.patch_embed(x)
+
+    def add_positions(self, x: torch.Tensor, grid: tuple[int, int]):
+        """Patch embeddings -> prefix/suffix tokens added and absolute positions applied, with the grid's RoPE
+        tables and attention bias."""
         pos, rope, bias = self._positions(grid)
         return self.pos_drop(self._add_tokens(x, pos)), rope, bias
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, C, H, W] -> normalised tokens [B, N, D]."""
-        x, rope, bias = self.patch_drop(*self.embed(x))
+        return self.forward_blocks(*self.patch_drop(*self.embed(x)))
+
+    def forward_blocks(self, x: torch.Tensor, rope: tuple | None = None, bias: torch.Tensor | None = None):
+        """A token sequence (all patches or a kept subset, with its RoPE tables and bias) -> normalised tokens."""
         if self.prompt is not None:
             x, rope, bias = self.prompt.insert(x, rope, bias)
         for i, block in enumerate(self.blocks):

@@ -9,6 +9,8 @@ from ..config import from_dict, load_yaml, merge, parse_overrides, to_dict
 from ..data import AugmentConfig
 from ..data.subset import SubsetConfig
 from ..models import ModelConfig
+from ..selfsup import SelfSupConfig
+from .adversarial import AdversarialConfig
 from .distill import DistillConfig
 from .finetune import FinetuneConfig
 from .losses import LOSSES
@@ -116,6 +118,8 @@ class TrainConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    selfsup: SelfSupConfig = field(default_factory=SelfSupConfig)
 
     def __post_init__(self) -> None:
         choices = {"precision": (self.precision, PRECISIONS), "optim.name": (self.optim.name, OPTIMIZERS),
@@ -127,6 +131,9 @@ class TrainConfig:
             raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
                              "least 1")
         self._check_patch_drop_stages()
+        if self.adversarial.kind and self.distributed == "fsdp":
+            raise ValueError("adversarial training runs with distributed=ddp: FSDP's sharded backward is not set up "
+                             "for the attack's input-only gradients")
         if self.schedule.time_budget_minutes is not None and not self.schedule.time_budget_minutes > 0:
             raise ValueError(f"schedule.time_budget_minutes={self.schedule.time_budget_minutes} must be positive "
                              "(or null: train for schedule.epochs passes)")
@@ -175,8 +182,10 @@ def resolve_config(config: TrainConfig | dict[str, Any] | str | os.PathLike | No
     """A TrainConfig from an object, a dict or a YAML path (None: the defaults, the digits recipe), plus overrides."""
     if isinstance(config, TrainConfig) and not overrides:
         return config
-    if config is None or isinstance(config, TrainConfig):
-        data = to_dict(config or TrainConfig())
+    if config is None:
+        data = {**to_dict(TrainConfig()), "best_metric": None}  # None: the headline of whichever task is chosen
+    elif isinstance(config, TrainConfig):
+        data = to_dict(config)
     elif isinstance(config, dict):
         data = config
     else:

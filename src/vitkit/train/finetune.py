@@ -1,8 +1,8 @@
 """Fine-tuning and transfer: start from a checkpoint, adapt head and resolution, choose what trains.
 
 Modes: 'full' (everything; optionally unfrozen in stages, head first), 'linear' (frozen body, head only) and
-'prompt' (visual prompt tuning: frozen body, prompt tokens and head only). `linear_probe` is the fast variant of
-'linear' that runs the frozen body once and trains the head on cached features.
+'prompt' (visual prompt tuning: frozen body, prompt tokens and head only). vitkit.representation.linear_probe is the
+fast variant of 'linear' that runs the frozen body once and trains the head on cached features.
 """
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import (CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint,
@@ -177,44 +175,3 @@ def unfreeze_stage(model: nn.Module, epoch: int, ft: FinetuneConfig) -> str | No
         return None
     what = "head only" if stage == 0 else "everything" if stage > depth else f"head + top {stage} block(s)"
     return f"epoch {epoch + 1}: unfreeze stage {stage} ({what}), {trainable_count(model)[0]:,} parameters train"
-
-
-@torch.no_grad()
-def cache_features(model: nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled pre-logit features of every image, computed once by the frozen body (eval mode)."""
-    model.eval()
-    feats, labels = [], []
-    for images, targets in loader:
-        feats.append(model.forward_head(model.forward_features(images), pre_logits=True).float().cpu())
-        labels.append(targets.cpu())
-    return torch.cat(feats), torch.cat(labels)
-
-
-def linear_probe(model: nn.Module, train_loader, test_loader, epochs: int = 100, lr: float = 1e-2,
-                 weight_decay: float = 0.0, batch_size: int = 256, seed: int = 0) -> dict[str, float]:
-    """Trains only model.head on cached features (the body runs once per image); returns train/test top-1 (%)."""
-    if not isinstance(model.head, nn.Linear):
-        raise ValueError("linear_probe needs a linear head (num_classes > 0); reset_classifier(num_classes) first")
-    train_x, train_y = cache_features(model, train_loader)
-    test_x, test_y = cache_features(model, test_loader)
-    head = model.head
-    device = head.weight.device
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    steps = epochs * math.ceil(len(train_x) / batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(train_x), generator=generator).split(batch_size):
-            loss = F.cross_entropy(head(train_x[idx].to(device)), train_y[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    if model.head_dist is not None:  # a distilled model averages both heads: give them the same probe
-        model.head_dist.load_state_dict(head.state_dict())
-    with torch.no_grad():
-        return {"train_top1": _top1(head(train_x.to(device)), train_y), "test_top1": _top1(head(test_x.to(device)), test_y)}
-
-
-def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return 100.0 * (logits.argmax(-1).cpu() == labels).float().mean().item()

@@ -14,16 +14,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 TRAIN_STATE = "train_state.pt"
+TASK_WEIGHTS = "task.safetensors"  # what a task trains beside the model (MAE's decoder)
 
 
 def save_checkpoint(folder: Path, link: str, model: torch.nn.Module, train_state: dict[str, Any] | None,
-                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+                    weights: dict[str, torch.Tensor] | None = None,
+                    task_weights: dict[str, torch.Tensor] | None = None) -> Path:
     """Writes folder/<link>-<stamp>/, then atomically repoints folder/<link> at it and removes the older ones.
 
-    `weights` replaces model.state_dict() when the model is sharded (FSDP2 gathers them on every rank first).
+    `weights` replaces model.state_dict() when the model is sharded (FSDP2 gathers them on every rank first);
+    `task_weights` (a task's own parts) go beside the model as task.safetensors.
     """
     from ..checkpoints import save_pretrained
 
@@ -33,6 +36,8 @@ def save_checkpoint(folder: Path, link: str, model: torch.nn.Module, train_state
     save_pretrained(model, tmp, state_dict=weights)
     if train_state is not None:
         torch.save(train_state, tmp / TRAIN_STATE)
+    if task_weights:
+        save_file({k: v.detach().cpu().contiguous() for k, v in task_weights.items()}, str(tmp / TASK_WEIGHTS))
     os.replace(tmp, target)
     pointer = folder / f".{link}.link"
     pointer.unlink(missing_ok=True)
@@ -45,11 +50,14 @@ def save_checkpoint(folder: Path, link: str, model: torch.nn.Module, train_state
 
 
 def load_train_state(checkpoint: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Loads the model weights (strictly) and returns the saved training state."""
+    """Loads the model weights (strictly) and returns the saved training state, the task's weights under "task"."""
     if not (checkpoint / TRAIN_STATE).is_file():
         raise ValueError(f"{checkpoint} holds no {TRAIN_STATE}: it is not a resumable training checkpoint")
     model.load_state_dict(load_file(str(checkpoint / "model.safetensors")), strict=True)
-    return torch.load(checkpoint / TRAIN_STATE, map_location="cpu", weights_only=True)
+    state = torch.load(checkpoint / TRAIN_STATE, map_location="cpu", weights_only=True)
+    task = checkpoint / TASK_WEIGHTS
+    state["task"] = load_file(str(task)) if task.is_file() else {}
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Task:
     name: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
     labels: ClassVar[dict[str, str]] = {}
+    needs_labels: ClassVar[bool] = True  # False: an image folder without class folders is data too
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -42,11 +43,27 @@ class Task:
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         """The train and test splits, as data.dataset and data.subset say."""
         data = self.cfg.data
-        return tuple(take_subset(build_dataset(data.dataset, split=split, skip_bad_images=data.skip_bad_images),
-                                 data.subset, split) for split in ("train", "test"))
+        return tuple(take_subset(build_dataset(data.dataset, split=split, skip_bad_images=data.skip_bad_images,
+                                               labels=self.needs_labels), data.subset, split)
+                     for split in ("train", "test"))
 
     def bind(self, model: torch.nn.Module, num_classes: int, device: torch.device) -> None:
-        """Called once the model exists and sits on its device, before the first batch."""
+        """Called once the model exists and sits on its device, before the optimiser (and EMA copy) take it."""
+
+    def trainable(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What the loop optimises, wraps (DDP/FSDP, compile) and hands to `loss`: the model itself, or a module
+        holding it beside parts only the task trains (MAE's decoder), with the model's param_groups method."""
+        return model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights of those parts, saved beside the model in every checkpoint and given back on resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            raise ValueError(f"task {self.name!r} trains nothing beside the model, yet the checkpoint holds task "
+                             f"weights ({', '.join(sorted(state)[:3])}...): resume it with the task it was trained "
+                             "with")
 
     def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One micro-batch's loss through `model` (the wrapped, possibly compiled training model)."""

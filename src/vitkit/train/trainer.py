@@ -24,6 +24,7 @@ from ..checkpoints import from_pretrained
 from ..models import ModelConfig, family_of, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
+from .adversarial import adversarial_images
 from .config import TrainConfig, resolve_config, stated_model_fields
 from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
                           load_optimizer_state, optimizer_state, wrap_model)
@@ -88,7 +89,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                               functools.partial(mean_seconds, ctx=ctx, device=device))
     open_run_folder(run_dir, cfg, ctx, log, schedule, resumed=state is not None)
     for line in [describe_run(cfg, model, train_set, test_set, device, precision, ctx, schedule, run_dir), *model_notes,
-                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device)]:
+                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device),
+                 cfg.adversarial.describe(bool(start_patch_drop_rate(model)))]:
         if line:
             log.text(line)
     run = build_run(cfg, ctx, device, precision, model, state, train_loader, test_loader, len(train_set.classes),
@@ -237,9 +239,9 @@ class Run:
 
     def save(self, link: str, source: torch.nn.Module, train_state: dict[str, Any] | None) -> None:
         """checkpoints/<link>: FSDP2 gathers the weights, so every rank takes part and rank 0 writes."""
-        weights = full_state_dict(source)
+        weights, task_weights = full_state_dict(source), self.task.state_dict()
         if self.ctx.is_main:
-            save_checkpoint(self.run_dir / "checkpoints", link, source, train_state, weights)
+            save_checkpoint(self.run_dir / "checkpoints", link, source, train_state, weights, task_weights)
 
     def save_last(self) -> None:
         """checkpoints/last, with all a resumed run needs to go on exactly from here."""
@@ -254,21 +256,26 @@ def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precisio
               state: dict[str, Any] | None, train_loader: EpochLoader, test_loader: EpochLoader, num_classes: int,
               run_dir: Path, log: RunLog, schedule: Schedule, task: Task) -> Run:
     """The optimisation around the model, restored as a resumed run left it, with all else the stages share. FSDP2
-    replaces the parameters by shards, so the model (and its EMA copy) is wrapped before the optimiser takes them."""
+    replaces the parameters by shards, so the model (and its EMA copy) is wrapped before the optimiser takes them;
+    the task comes first, as it may shape the model (a pre-training encoder has no head) and add parts to train."""
+    task.bind(model, num_classes, device)
+    trained = task.trainable(model)
     ema = ModelEma(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay else None
     if ema and state and state["ema"]:
         ema.load_state_dict(state["ema"])
-    train_model = wrap_model(model, ctx, cfg.distributed, device)
+    train_model = wrap_model(trained, ctx, cfg.distributed, device)
     if ema and cfg.distributed == "fsdp":
         wrap_model(ema.module, ctx, cfg.distributed, device)
-    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
+    optimizer = build_optimizer(trained, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas,
                                 cfg.optim.eps, cfg.optim.momentum, cfg.optim.layer_decay)
-    task.bind(model, num_classes, device)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     if state:
-        restore_train_state(state, model, optimizer, scaler, train_loader)
+        restore_train_state(state, trained, optimizer, scaler, train_loader)
+        task.load_state_dict(state["task"])
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
+        if cfg.adversarial.kind:  # the update's dropout draws must be the eager attack's
+            torch._inductor.config.fallback_random = True
     return Run(cfg, ctx, device, precision, model, train_model, ema, optimizer, scaler, task, train_loader,
                test_loader, num_classes, run_dir, log, schedule)
 
@@ -314,7 +321,8 @@ def apply_schedule(run: Run, position: float) -> float:
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     if (start := start_patch_drop_rate(run.model)) is not None:
-        run.model.set_patch_drop_rate(run.schedule.patch_drop_rate(position, start))
+        rate = run.schedule.patch_drop_rate(position, start)
+        run.model.set_patch_drop_rate(run.cfg.adversarial.patch_drop_rate(rate))
     return lr
 
 
@@ -325,6 +333,8 @@ def start_patch_drop_rate(model: torch.nn.Module) -> float | None:
 
 def forward_backward(run: Run, images: torch.Tensor, targets: torch.Tensor, epoch: int, sync: bool) -> torch.Tensor:
     """One micro-batch's loss, its gradient added to the accumulated ones (all-reduced across ranks if `sync`)."""
+    if run.cfg.adversarial.kind:  # the attack sees the update's random draws (see train/adversarial.py)
+        images = adversarial_images(run.model, run.task.loss, images, targets, run.cfg.adversarial)
     with gradient_sync(run.train_model, sync), run.autocast():
         loss = run.task.loss(run.train_model, images, targets)
     if not math.isfinite(loss.item()):
