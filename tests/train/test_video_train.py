@@ -1,6 +1,6 @@
 """Training video models through the ordinary loop with the configs/ recipes (shrunk): from scratch on Moving
-Fashion-MNIST clips, and inflated from an image checkpoint named by finetune.init_from (the recipe's video fields on
-the checkpoint's architecture)."""
+Fashion-MNIST clips (then `vitkit eval` on the run), and inflated from an image checkpoint named by
+finetune.init_from (the recipe's video fields on the checkpoint's architecture)."""
 import json
 from pathlib import Path
 
@@ -32,6 +32,8 @@ def test_the_divided_recipe_trains_a_video_model_that_saves_as_one(tmp_path, sta
     assert isinstance(model, VideoTransformer) and model.cfg.num_classes == 8 and model.cfg.in_chans == 1
     assert model.class_names[0] == "E" and 0 <= summary["final_top1"] <= 100
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["family"] == "video"
+    assert cli.main(["eval", str(run), "--out", str(run / "eval"), "--backend", "torch-fp32"]) == 0  # its own clips
+    assert json.loads((run / "eval" / "eval.json").read_text())["top1"] == pytest.approx(summary["final_top1"])
 
 
 @pytest.fixture

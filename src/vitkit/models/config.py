@@ -132,6 +132,11 @@ class ViTConfig(PlainConfig):
             raise ValueError("alibi and register RoPE cannot be combined; pick one position scheme for registers")
 
     @property
+    def input_size(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W)."""
+        return (self.in_chans, *self.img_size)
+
+    @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
 

@@ -85,6 +85,11 @@ class VideoConfig(PlainConfig):
                              "temporal_depth=0 for the other patterns")
 
     @property
+    def input_size(self) -> tuple[int, ...]:
+        """The shape of one input: a clip (C, T, H, W)."""
+        return (self.in_chans, self.num_frames, *self.img_size)
+
+    @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
 
