@@ -131,7 +131,7 @@ def analyze_clips(model: VideoTransformer, clips: ClipSet, out_dir: str | Path, 
 
 
 def _explanation(attention: str, class_token: bool) -> str:
-    query = "class token" if class_token else "mean over its patches (no class token)"
+    query = "class token" if class_token and attention != "joint" else "mean over its patches"  # joint maps: patches
     text = (f"Top: the first frame of each tubelet. Middle: where each tubelet's query ({query}) looks within its own "
             "frame, heads averaged. ")
     if attention == "frames":

@@ -1,4 +1,4 @@
-"""The video Vision Transformer, wired from the image ViT's layers by a VideoConfig; three attention patterns.
+"""The video Vision Transformer, wired from the image ViT's layers by a VideoConfig; four attention patterns.
 
 clips [B, C, T, H, W] -> tubelet embedding (Conv3d, t x p x p) -> tokens time-major, + spatial and temporal positions
   frames:     per frame [cls] + N tokens -> Blocks -> norm -> pool per frame -> mean over time -> head
