@@ -289,7 +289,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["check"], help="check: scan the dataset and report what it holds")
     parser.add_argument("spec", help="digits, cifar10:PATH, cifar100:PATH, mnist:PATH, fashion-mnist:PATH, "
-                                     "imagefolder:PATH")
+                                     "imagefolder:PATH, clipfolder:PATH, moving-fashion:PATH")
     parser.add_argument("--seed", type=int, default=0, help="split seed for datasets split by ratio")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="test share when one folder is split")
 
@@ -346,6 +346,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze, dataset_images, load_for_analysis, load_images, run_pictures, synthetic_images
 
     model, origin = load_for_analysis(args.source)
+    if hasattr(model.cfg, "num_frames"):
+        return _analyze_clips(args, model, origin)
     size, chans = model.cfg.img_size, model.cfg.in_chans
     data = None if args.images else _dataset_of(args.source, args.data)
     if args.images:
@@ -365,10 +367,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze_clips(args: argparse.Namespace, model, origin: str) -> int:
+    """A video model: one strip per clip and layer of its spatial and temporal attention, plus report.html."""
+    from .analysis.video import analyze_clips, dataset_clips, folder_clips
+
+    data = None if args.images else _dataset_of(args.source, args.data)
+    if not (args.images or data):
+        raise ValueError(f"{args.source} is no training run, so it has no clips of its own: pass --data with a clip "
+                         "dataset (e.g. moving-fashion:PATH) or --images with clip folders (one clip's frames each)")
+    clips = folder_clips(args.images, model) if args.images else dataset_clips(data, args.show, model)
+    files = analyze_clips(model, clips, args.out, layers=args.layer, device=args.device,
+                          title=f"vitkit analyze {args.source}", notes=[origin + (f"; clips: the {data} test split"
+                                                                                  if data else "")])
+    print(f"wrote {len(files)} files to {args.out}; open {files['report.html']}")
+    return 0
+
+
 def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run folder (runs/<name>), checkpoint, or preset name (random weights)")
     parser.add_argument("--images", nargs="+", default=[],
-                        help="image files or folders (default: test images of --data or of the run's dataset)")
+                        help="image files or folders (default: test images of --data or of the run's dataset); for "
+                             "a video model, clip folders (the frames of one clip each)")
     parser.add_argument("--data", help="dataset spec whose test images to analyse (default: the run's own dataset)")
     parser.add_argument("--num-images", type=int, default=32,
                         help="dataset images to measure attention distances on (maps are drawn for --show of them)")

@@ -34,7 +34,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable, num_classes: int, device:
                              accumulate=True)
     for _ in range(pad_batches):
         with autocast:
-            model(torch.zeros(1, model.cfg.in_chans, *model.cfg.img_size, device=device))
+            model(torch.zeros(1, *model.cfg.input_size, device=device))
     if reduce is not None:
         reduce(confusion)
         reduce(sums)

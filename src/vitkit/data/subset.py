@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .base import TensorImageDataset
+from .clips import ClipDataset
 from .datasets import Dataset
 from .folder import ImageFolderDataset
 
@@ -67,6 +68,8 @@ def take_subset(dataset: Dataset, subset: SubsetConfig, split: str) -> Dataset:
     """The dataset as the subset option says; labels renumbered to the kept classes' order."""
     if not subset.active:
         return dataset
+    if isinstance(dataset, ClipDataset):
+        raise ValueError(f"data.subset selects images, and {dataset.name} holds clips; remove data.subset")
     labels, names = dataset.labels, list(dataset.classes)
     keep_classes = (class_indices(subset.classes, names, dataset.name) if subset.classes is not None
                     else list(range(len(names))))

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
-from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
-from ..models import ModelConfig, SwinConfig, ViTConfig, get_preset
+from ..checkpoints import (CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint,
+                           saved_family)
+from ..models import ModelConfig, SwinConfig, ViTConfig, get_preset, inflate
+from ..models.inflate import SHARED_FIELDS, TUBELET_INITS, inflation_notes
 
 MODES = ("full", "linear", "prompt")
 # Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
@@ -23,7 +26,9 @@ HEADS = ("head.", "head_dist.")
 
 @dataclass
 class FinetuneConfig:
-    """`init_from`: a checkpoint (any format from_pretrained reads) or a run folder; None trains from scratch."""
+    """`init_from`: a checkpoint (any format from_pretrained reads) or a run folder; None trains from scratch. An
+    image checkpoint under a video model section is inflated, its patch filters filling each tubelet as
+    `tubelet_init` says ('central' frame or 'average')."""
 
     init_from: str | None = None
     use_ema: bool = False
@@ -32,10 +37,13 @@ class FinetuneConfig:
     prompt_deep: bool = False
     unfreeze_every: float | None = None
     freeze: list[str] = field(default_factory=list)
+    tubelet_init: str = "central"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"finetune.mode={self.mode!r} is not one of {MODES}")
+        if self.tubelet_init not in TUBELET_INITS:
+            raise ValueError(f"finetune.tubelet_init={self.tubelet_init!r} is not one of {TUBELET_INITS}")
         if self.mode == "prompt" and self.prompt_tokens < 1:
             raise ValueError(f"finetune.mode=prompt needs finetune.prompt_tokens >= 1, got {self.prompt_tokens}")
         if self.unfreeze_every is not None and (self.mode != "full" or self.unfreeze_every <= 0):
@@ -57,6 +65,8 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
     given.setdefault("in_chans", in_chans)
     source = resolve_checkpoint(ft.init_from)
     where = f"finetune.init_from={ft.init_from}"
+    if section.family == "video" and saved_family(source) != "video":
+        return inflate_for_finetuning(ft, source, where, section, stated, num_classes, given["in_chans"])
     # a model.name the user chose describes the checkpoint together with the fields given beside it
     described = get_preset(section.name).config.replace(**given) if "name" in stated else None
     try:
@@ -91,6 +101,25 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
     pre = model.preprocess
     notes.append(f"normalising with the checkpoint's preprocessing: mean {list(pre.mean)}, std {list(pre.std)} "
                  f"({report.preprocess_origin})")
+    return model, notes + report.adapted
+
+
+def inflate_for_finetuning(ft: FinetuneConfig, source: Path, where: str, section: ModelConfig, stated: set[str],
+                           num_classes: int, in_chans: int) -> tuple[nn.Module, list[str]]:
+    """An image checkpoint as this run's video model: the section's video fields (frames, tubelets, attention, size)
+    on the checkpoint's architecture; stated fields that contradict it are errors, unstated ones give way."""
+    fields = {k: v for k, v in section.fields.items()
+              if k not in ("in_chans", "num_classes") and (k in stated or k not in SHARED_FIELDS)}
+    try:
+        image, report = load_checkpoint(source, use_ema=ft.use_ema, in_chans=in_chans)
+        model = inflate(image, ft.tubelet_init, num_classes=num_classes, **fields)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    pre = model.preprocess
+    notes = [f"inflating {source} ({report.format}{', EMA weights' if ft.use_ema else ''}) into a video model with "
+             f"its architecture: {_architecture(image.cfg)}", *inflation_notes(image.cfg, model.cfg, ft.tubelet_init),
+             f"normalising with the checkpoint's preprocessing: mean {list(pre.mean)}, std {list(pre.std)} "
+             f"({report.preprocess_origin})"]
     return model, notes + report.adapted
 
 

@@ -16,7 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from ..config import to_dict
-from ..data import build_loader
+from ..data import ClipDataset, build_loader
 from ..data.datasets import Dataset
 from ..data.loader import EpochLoader
 from ..hardware import cpu_kernels, has_native_bf16, slower_than_fp32
@@ -155,14 +155,15 @@ def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, mode
                          f"({ctx.world_size} x {cfg.optim.accum_steps})")
     micro_batch = world_batch // (ctx.world_size * cfg.optim.accum_steps)
     img_size = model.cfg.img_size
+    frames = getattr(model.cfg, "num_frames", None)  # video models take clips of this many frames
     train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
                                 img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
                                 num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                                in_chans=model.cfg.in_chans, preprocess=model.preprocess)
+                                in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
     test_loader = build_loader(test_set, batch_size=cfg.data.eval_batch_size, train=False, augment=cfg.data.augment,
                                img_size=img_size, device=device, seed=cfg.seed, drop_last=False,
                                num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                               in_chans=model.cfg.in_chans, preprocess=model.preprocess)
+                               in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
     steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
     if steps_per_epoch == 0:
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
@@ -193,8 +194,10 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, train_set: Dataset, t
     """The log's first line: what trains on what, where, for how long, and where it is saved."""
     threads = torch.get_num_threads()  # `vitkit train` sets it with pick_threads; the library leaves it alone
     cpu = f" ({cpu_kernels().cpu_class})" if device.type == "cpu" else ""
-    return (f"training {model.preset_name or 'the checkpoint'} ({sum(p.numel() for p in model.parameters()):,} params) "
-            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {len(train_set.classes)} "
+    what = model.preset_name or ("the checkpoint" if cfg.finetune.init_from else f"a {family_of(model.cfg).name} model")
+    items = "clips" if isinstance(train_set, ClipDataset) else "images"
+    return (f"training {what} ({sum(p.numel() for p in model.parameters()):,} params) "
+            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test {items}, {len(train_set.classes)} "
             f"classes; device {device}{cpu}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
             f"{schedule.describe()} -> {run_dir}")
 
