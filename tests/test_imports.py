@@ -14,7 +14,8 @@ LEVELS = {
     "cli": 5, "__main__": 5, "__init__": 5,
 }
 SIDEWAYS = {("analysis", "inference"), ("inference", "export"), ("bench", "export"), ("__main__", "cli"),
-            ("serve", "inference"), ("serve", "export"), ("serve", "analysis")}  # serving uses the model as they do
+            ("serve", "inference"), ("serve", "export"), ("serve", "analysis"),  # serving uses the model as they do
+            ("robust", "analysis"), ("train", "robust")}  # robust draws with analysis's plots; training attacks
 TRAINER_USERS = {"cli", "__main__", "train"}  # using a trained model (eval, predict, serve) never imports the trainer
 
 

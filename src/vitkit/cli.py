@@ -331,7 +331,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["check"], help="check: scan the dataset and report what it holds")
     parser.add_argument("spec", help="digits, cifar10:PATH, cifar100:PATH, mnist:PATH, fashion-mnist:PATH, "
-                                     "imagefolder:PATH")
+                                     "imagefolder:PATH, clipfolder:PATH, moving-fashion:PATH")
     parser.add_argument("--seed", type=int, default=0, help="split seed for datasets split by ratio")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="test share when one folder is split")
 
@@ -388,6 +388,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze, dataset_images, load_for_analysis, load_images, run_pictures, synthetic_images
 
     model, origin = load_for_analysis(args.source)
+    if hasattr(model.cfg, "num_frames"):
+        return _analyze_clips(args, model, origin)
     size, chans = model.cfg.img_size, model.cfg.in_chans
     data = None if args.images else _dataset_of(args.source, args.data)
     if args.images:
@@ -407,10 +409,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze_clips(args: argparse.Namespace, model, origin: str) -> int:
+    """A video model: one strip per clip and layer of its spatial and temporal attention, plus report.html."""
+    from .analysis.video import analyze_clips, dataset_clips, folder_clips
+
+    data = None if args.images else _dataset_of(args.source, args.data)
+    if not (args.images or data):
+        raise ValueError(f"{args.source} is no training run, so it has no clips of its own: pass --data with a clip "
+                         "dataset (e.g. moving-fashion:PATH) or --images with clip folders (one clip's frames each)")
+    clips = folder_clips(args.images, model) if args.images else dataset_clips(data, args.show, model)
+    files = analyze_clips(model, clips, args.out, layers=args.layer, device=args.device,
+                          title=f"vitkit analyze {args.source}", notes=[origin + (f"; clips: the {data} test split"
+                                                                                  if data else "")])
+    print(f"wrote {len(files)} files to {args.out}; open {files['report.html']}")
+    return 0
+
+
 def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run folder (runs/<name>), checkpoint, or preset name (random weights)")
     parser.add_argument("--images", nargs="+", default=[],
-                        help="image files or folders (default: test images of --data or of the run's dataset)")
+                        help="image files or folders (default: test images of --data or of the run's dataset); for "
+                             "a video model, clip folders (the frames of one clip each)")
     parser.add_argument("--data", help="dataset spec whose test images to analyse (default: the run's own dataset)")
     parser.add_argument("--num-images", type=int, default=32,
                         help="dataset images to measure attention distances on (maps are drawn for --show of them)")
@@ -499,6 +518,89 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the records to this JSON file")
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """Clean, adversarial, corrupted and OOD behaviour of a run or checkpoint as robustness.json + report.html."""
+    from pathlib import Path
+
+    import torch
+
+    from .hardware import pick_threads
+    from .robust.corruptions import parse_corruptions
+    from .robust.pipeline import RobustnessSettings, measure_robustness
+    from .robust.report import summary_lines
+
+    settings = RobustnessSettings(
+        attacks=_names(args.attacks), eps=[_number(v, "--eps") for v in _names(args.eps)],
+        pgd_steps=args.pgd_steps, apgd_steps=args.apgd_steps,
+        corruptions=[] if args.corruptions == "none" else parse_corruptions(args.corruptions),
+        severities=_severities(args.severities), ood=[] if args.ood == ["none"] else args.ood,
+        detectors=_names(args.detectors), limit=args.limit, fit_images=args.fit_images, knn_k=args.knn_k,
+        batch_size=args.batch_size, seed=args.seed, show=args.show)
+    out = Path(args.out or (Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(".")) / "robustness")
+    previous_threads = torch.get_num_threads()
+    pick_threads(torch.device(args.device))
+    try:
+        record, files = measure_robustness(args.checkpoint, out, args.data, settings, args.device)
+    finally:
+        torch.set_num_threads(previous_threads)
+    print("\n".join(summary_lines(record)))
+    print(f"written: {files['robustness.json']}, {files['report.html']}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    """'a,b,c' -> ['a', 'b', 'c']; 'none' or '' -> []."""
+    return [] if text.strip() in ("", "none") else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{flag} {text!r} is not a number") from None
+
+
+def _severities(text: str) -> list[int]:
+    """'1-5', '1,3,5' or '2' -> severities; 'none' -> []."""
+    chosen: list[int] = []
+    for part in _names(text):
+        low, _, high = part.partition("-")
+        try:
+            chosen += list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise ValueError(f"--severities {text!r}: use a range (1-5) or a list (1,3,5)") from None
+    return chosen
+
+
+def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
+    parser.add_argument("--data", help="labelled dataset spec (default: the run's own, with its data.subset); its "
+                                       "test split is attacked and corrupted, its train split fits the OOD detectors")
+    parser.add_argument("--ood", nargs="+", default=["noise:gaussian", "noise:uniform"],
+                        help="OOD sets: a dataset spec (its test split, e.g. fashion-mnist:PATH), folder:PATH (any "
+                             "folder of images), noise:gaussian, noise:uniform, held-out (the classes the run's "
+                             "data.subset left out); 'none' for no OOD detection")
+    parser.add_argument("--attacks", default="fgsm,pgd,apgd", help="comma-separated: fgsm, pgd, apgd (APGD-CE); none")
+    parser.add_argument("--eps", default="1,2,4,8", help="L-inf radii in units of 1/255 (8 means 8/255)")
+    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD iterations (step 2.5 eps / steps)")
+    parser.add_argument("--apgd-steps", type=int, default=100, help="APGD-CE iterations")
+    parser.add_argument("--corruptions", default="all",
+                        help="all, a group (noise, blur, weather, digital), comma-separated names, or none")
+    parser.add_argument("--severities", default="1-5", help="corruption severities, e.g. 1-5 or 1,3,5")
+    parser.add_argument("--detectors", default=",".join(("msp", "max_logit", "energy", "mahalanobis",
+                                                         "relative_mahalanobis", "knn")),
+                        help="OOD scores to compute (the last three need a model with pooled features)")
+    parser.add_argument("--limit", type=int, help="measure on this many test (and OOD) images, drawn at random")
+    parser.add_argument("--fit-images", type=int, help="training images the OOD detectors are fitted on "
+                                                        "(default: the whole train split)")
+    parser.add_argument("--knn-k", type=int, default=50, help="the k of the kNN detector")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0, help="random starts, corruption noise, image choice")
+    parser.add_argument("--show", type=int, default=6, help="adversarial examples drawn in the report")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", help="output folder (default: <run>/robustness)")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serves a checkpoint or ONNX file over HTTP with dynamic batching until SIGTERM (then drains and exits 0)."""
     import os
@@ -568,6 +670,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "analyze": (cmd_analyze, _analyze_arguments, "Fig. 7 analyses, attention maps and Grad-CAM as PNGs + report.html"),
     "export": (cmd_export, _export_arguments, "write a checkpoint as a checked ONNX file"),
     "bench": (cmd_bench, _bench_arguments, "images/s, FLOP/s and share of matmul peak, optionally beside a plain ViT"),
+    "robustness": (cmd_robustness, _robustness_arguments,
+                   "adversarial attacks, common corruptions and OOD detection as robustness.json + report.html"),
     "serve": (cmd_serve, _serve_arguments, "HTTP inference server with dynamic batching, metrics and a demo page"),
 }
 

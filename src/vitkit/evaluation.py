@@ -51,7 +51,7 @@ def eval_batches(model: torch.nn.Module, loader: Iterable, device: torch.device,
             yield logits.float(), targets
         for _ in range(pad_batches):
             with autocast:
-                model(torch.zeros(1, model.cfg.in_chans, *model.cfg.img_size, device=device))
+                model(torch.zeros(1, *model.cfg.input_size, device=device))
     finally:
         model.train(was_training)
 

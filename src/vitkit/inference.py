@@ -58,7 +58,7 @@ def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "
         raise ValueError("PyTorch int8 (torch-int8) quantizes a plain ViT's blocks only; run a segmentation model in "
                          "int8 through ONNX Runtime (--backend ort-int8) or on a float backend")
     device = next(model.parameters()).device
-    example = torch.zeros(2, model.cfg.in_chans, *model.cfg.img_size, device=device)
+    example = torch.zeros(2, *model.cfg.input_size, device=device)
     return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
 
 
@@ -76,7 +76,8 @@ def evaluate_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str
     if len(dataset.classes) != model.cfg.num_classes:
         raise ValueError(f"{spec} has {len(dataset.classes)} classes but the model predicts {model.cfg.num_classes}")
     loader = build_loader(dataset, batch_size=batch_size, train=False, img_size=model.cfg.img_size, device=device,
-                          in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_workers=0)
+                          in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_workers=0,
+                          num_frames=getattr(model.cfg, "num_frames", None))
     scores = evaluate(model, loader, model.cfg.num_classes, torch.device(device))
     scores["classes"] = list(dataset.classes)
     return scores

@@ -18,6 +18,6 @@ def test_every_recipe_validates_and_builds_its_model(path):
     cfg = resolve_config(path)
     with torch.device("meta"):  # shapes only: ViT-B at 384 costs nothing here
         model = build_model(cfg, num_classes=10, in_chans=3)
-        logits = model(torch.empty(2, model.cfg.in_chans, *model.cfg.img_size))
+        logits = model(torch.empty(2, *model.cfg.input_size))
     pixels = tuple(model.cfg.img_size) if cfg.task == "segment" else ()  # segmentation: a score map per class
     assert logits.shape == (2, 10, *pixels)

@@ -53,7 +53,7 @@ def dataset_images(spec: str, count: int, size: tuple[int, int], in_chans: int, 
     """The first `count` images of a dataset split, taking the classes in turn so that the first maps show several
     classes; named by class and index."""
     dataset = build_dataset(spec, split=split)
-    chosen = _round_robin_by_class(dataset.labels.tolist(), count)
+    chosen = round_robin_by_class(dataset.labels.tolist(), count)
     if isinstance(dataset, ImageFolderDataset):  # files: named by file, unreadable ones listed
         return load_images([dataset.samples[i][0] for i in chosen], size, in_chans, prep)
     pixels = [eval_pixels(_as_pil(dataset.images[i]), size, in_chans, prep) for i in chosen]
@@ -61,7 +61,8 @@ def dataset_images(spec: str, count: int, size: tuple[int, int], in_chans: int, 
     return ImageSet(np.stack(pixels).astype(np.float32) / 255.0, names)
 
 
-def _round_robin_by_class(labels: list[int], count: int) -> list[int]:
+def round_robin_by_class(labels: list[int], count: int) -> list[int]:
+    """Up to `count` indices taking the classes in turn, so that a few samples show several classes."""
     by_class: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         by_class.setdefault(label, []).append(index)

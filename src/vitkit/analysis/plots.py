@@ -26,10 +26,11 @@ def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def normalise(heat: np.ndarray) -> np.ndarray:
-    """Scales a map to [0, 1] by its maximum (all-zero maps stay zero rather than dividing by zero)."""
+def normalise(heat: np.ndarray, top: float | None = None) -> np.ndarray:
+    """Scales a map to [0, 1] by its maximum, or by `top` to share one scale among maps (all-zero maps stay zero
+    rather than dividing by zero)."""
     heat = np.asarray(heat, dtype=np.float64)
-    top = heat.max()
+    top = heat.max() if top is None else top
     return heat / top if top > 0 else np.zeros_like(heat)
 
 
@@ -39,10 +40,11 @@ def as_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
-def overlay(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """A patch map, max-normalised and upsampled, blended over a grey copy of the image (colours cannot mislead)."""
+def overlay(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.6, top: float | None = None) -> np.ndarray:
+    """A patch map, max-normalised (or divided by `top`) and upsampled, blended over a grey copy of the image
+    (colours cannot mislead)."""
     grey = as_rgb(pixels).mean(-1, keepdims=True)
-    colours = colormaps["inferno"](upsample(normalise(heat), pixels.shape[:2]))[..., :3]
+    colours = colormaps["inferno"](upsample(normalise(heat, top), pixels.shape[:2]))[..., :3]
     return (1 - alpha) * grey + alpha * colours
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..models import list_models
+from ..models.family import DEFAULT_FAMILY
 from .hf import convert_hf, is_hf_state_dict
 from .hub import HUB_PREFIX, download
 from .io import (CheckpointError, is_safetensors, pick_state_dict, read_json, read_tensors, safetensors_metadata,
@@ -34,6 +35,22 @@ def convert_source(source: str | os.PathLike, use_ema: bool = False) -> Converte
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; pass a checkpoint file, a folder, or 'hf-hub:org/name'")
     return _convert_file(path, use_ema)
+
+
+def saved_family(source: str | os.PathLike) -> str | None:
+    """The model family a vitkit checkpoint records (config.json or the safetensors header), read without its
+    weights; None for every other format (those hold image models)."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.name == WEIGHTS_FILE and (path.parent / CONFIG_FILE).is_file():
+        path = path.parent
+    if path.is_dir():
+        config = read_json(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else {}
+        return config.get("family", DEFAULT_FAMILY) if is_own(config) else None
+    if path.is_file() and is_safetensors(path):
+        header = safetensors_metadata(path)
+        if METADATA_KEY in header:
+            return _header_description(header[METADATA_KEY], path).get("family", DEFAULT_FAMILY)
+    return None
 
 
 def _convert_folder(folder: Path, use_ema: bool) -> Converted:

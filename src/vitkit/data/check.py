@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ..report import format_table
 from .base import TensorImageDataset
+from .clips import ClipDataset
 from .datasets import SPLITS, build_dataset
 from .decode import BadImageError, open_image
 from .folder import load_whole_folder, split_folders
@@ -34,7 +35,7 @@ def check_split(spec: str, split: str, seed: int = 0, val_fraction: float = 0.2)
         spec, split, seed, val_fraction=val_fraction)
     counts = dataset.labels.bincount(minlength=len(dataset.classes)).tolist()
     report = SplitReport(split, list(dataset.classes), counts)
-    if isinstance(dataset, TensorImageDataset):
+    if isinstance(dataset, (TensorImageDataset, ClipDataset)):  # decoded already: one size and mode throughout
         height, width = dataset.image_size
         report.sizes[f"{width}x{height}"] = len(dataset)
         report.modes[MODE_OF_CHANNELS.get(dataset.num_channels, f"{dataset.num_channels}-channel")] = len(dataset)

@@ -4,8 +4,10 @@ Where labels are not needed (self-supervised pre-training), a folder holding its
 one group with no class names."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -45,25 +47,34 @@ def load_image_folder(root: str | Path, split: str, seed: int = 0, val_fraction:
     labels=False also takes a folder of images without class folders (classes [], every label 0)."""
     root = Path(root).expanduser()
     spec = f"imagefolder:{root}"
+    scan = functools.partial(scan_classes, labels=labels)
+    classes, samples = split_samples(root, spec, split, seed, val_fraction, scan, "images", "PATH/<class>/<image>")
+    return ImageFolderDataset(root, classes, samples, f"{spec}/{split}", skip_bad_images)
+
+
+def split_samples(root: Path, spec: str, split: str, seed: int, val_fraction: float,
+                  scan: Callable[[Path, str], tuple[list[str], list[list[Path]]]], what: str,
+                  layout: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names and (path, label) samples of one split: train/ and val/ (or test/) folders when root has them,
+    else `scan`'s items of root split by a seeded per-class ratio; `what` and `layout` describe them in errors."""
     if not root.is_dir():
         raise ValueError(f"{spec}: {root} {'is not a folder' if root.exists() else 'does not exist'}; "
-                         "pass a folder laid out as PATH/<class>/<image> (optionally under train/ and val/)")
+                         f"pass a folder laid out as {layout} (optionally under train/ and val/)")
     split_root = split_folders(root)
     if split_root is not None:
         train_dir, eval_dir = split_root
         check_same_classes(spec, train_dir, eval_dir)
-        folder = train_dir if split == "train" else eval_dir
-        classes, files = scan_classes(folder, spec, labels)
+        classes, files = scan(train_dir if split == "train" else eval_dir, spec)
         samples = [(str(path), label) for label, paths in enumerate(files) for path in paths]
     else:
         if not 0 < val_fraction < 1:
             raise ValueError(f"{spec}: val_fraction={val_fraction} must be in (0, 1) to split one folder")
-        classes, files = scan_classes(root, spec, labels)
+        classes, files = scan(root, spec)
         samples = ratio_split(files, split, seed, val_fraction)
     if not samples:
-        raise ValueError(f"{spec}: the {split} split holds no images; add images"
+        raise ValueError(f"{spec}: the {split} split holds no {what}; add {what}"
                          + ("" if split_root else f" or change val_fraction ({val_fraction})"))
-    return ImageFolderDataset(root, classes, samples, f"{spec}/{split}", skip_bad_images)
+    return classes, samples
 
 
 def load_whole_folder(root: str | Path) -> ImageFolderDataset:

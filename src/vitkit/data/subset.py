@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .base import TensorImageDataset
+from .clips import ClipDataset
 from .datasets import Dataset
 from .folder import ImageFolderDataset
 
@@ -67,6 +68,8 @@ def take_subset(dataset: Dataset, subset: SubsetConfig, split: str) -> Dataset:
     """The dataset as the subset option says; labels renumbered to the kept classes' order."""
     if not subset.active:
         return dataset
+    if isinstance(dataset, ClipDataset):
+        raise ValueError(f"data.subset selects images, and {dataset.name} holds clips; remove data.subset")
     labels, names = dataset.labels, list(dataset.classes)
     keep_classes = (class_indices(subset.classes, names, dataset.name) if subset.classes is not None
                     else list(range(len(names))))
@@ -75,9 +78,15 @@ def take_subset(dataset: Dataset, subset: SubsetConfig, split: str) -> Dataset:
     positions = (relabel[labels] >= 0).nonzero().flatten()
     if split == "train" and subset.per_class is not None:
         positions = positions[labels_per_class(labels[positions], subset.per_class, subset.seed)]
-    new_labels = relabel[labels[positions]]
-    new_names = [names[i] for i in keep_classes]
+    return take_positions(dataset, positions, relabel[labels[positions]], [names[i] for i in keep_classes])
+
+
+def take_positions(dataset: Dataset, positions: torch.Tensor, labels: torch.Tensor | None = None,
+                   classes: list[str] | None = None) -> Dataset:
+    """The images at `positions` as a dataset of the same kind, with new labels and class names if given."""
+    labels = dataset.labels[positions] if labels is None else labels
+    classes = list(dataset.classes) if classes is None else classes
     if isinstance(dataset, TensorImageDataset):
-        return replace(dataset, images=dataset.images[positions], labels=new_labels, classes=new_names)
-    samples = [(dataset.samples[i][0], int(label)) for i, label in zip(positions.tolist(), new_labels.tolist())]
-    return ImageFolderDataset(dataset.root, new_names, samples, dataset.name, dataset.skip_bad_images)
+        return replace(dataset, images=dataset.images[positions], labels=labels, classes=classes)
+    samples = [(dataset.samples[i][0], int(label)) for i, label in zip(positions.tolist(), labels.tolist())]
+    return ImageFolderDataset(dataset.root, classes, samples, dataset.name, dataset.skip_bad_images)

@@ -29,7 +29,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
         raise ValueError("export the float model: vitkit's int8 layers have no ONNX form; onnxruntime quantizes an "
                          "ONNX file itself (onnxruntime.quantization.quantize_dynamic)")
     model = _fp32_cpu_eval(model)
-    images = torch.randn(2, model.cfg.in_chans, *model.cfg.img_size)
+    images = torch.randn(2, *model.cfg.input_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1)
@@ -85,7 +85,7 @@ def _compare(model: nn.Module, path: str | Path, atol: float) -> float:
         import onnxruntime
     except ImportError as error:
         raise ImportError("checking an ONNX export needs onnxruntime: pip install 'vitkit[export]'") from error
-    images = torch.randn(3, model.cfg.in_chans, *model.cfg.img_size)
+    images = torch.randn(3, *model.cfg.input_size)
     with torch.no_grad():
         expected = model(images)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

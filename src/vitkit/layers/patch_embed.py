@@ -1,7 +1,9 @@
-"""Patch embedding: the paper's linear projection of flattened P x P x C patches, as a strided conv."""
+"""Patch embedding: the paper's linear projection of flattened P x P x C patches, as a strided conv; and FlexiViT's
+resize of its filters to another patch size."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -39,3 +41,20 @@ def check_image(x: torch.Tensor, in_chans: int, stride: int, what: str) -> None:
         fit_h, fit_w = max(stride, round(h / stride) * stride), max(stride, round(w / stride) * stride)
         raise ValueError(f"image size {h}x{w} is not divisible by the patch size {stride}; "
                          f"resize or crop the images to {fit_h}x{fit_w}, or choose a patch size that divides it")
+
+
+def resize_patch_kernel(weight: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
+    """FlexiViT's pseudo-inverse resize of patch filters [D, C, p, p] to [D, C, p', p']: on a patch resized to
+    p' x p' (bilinear, antialiased when shrinking, as PIL) the new filters give what the old ones gave on the patch,
+    exactly when p' >= p and as the least-squares fit otherwise, so a checkpoint's patches may change size."""
+    old_size = tuple(weight.shape[-2:])
+    if old_size == tuple(new_size):
+        return weight
+    # resize(x) = matrix @ x for a flattened patch x: the columns are the resized basis patches
+    basis = torch.eye(old_size[0] * old_size[1], dtype=torch.float64).reshape(-1, 1, *old_size)
+    resized = F.interpolate(basis, size=tuple(new_size), mode="bilinear", align_corners=False, antialias=True)
+    matrix = resized.reshape(basis.shape[0], -1).T
+    # <matrix x, w'> = <x, w> for every x  <=>  matrix^T w' = w: w' = pinv(matrix^T) w
+    flat = weight.detach().double().reshape(-1, basis.shape[0]).T
+    new = torch.linalg.pinv(matrix.T) @ flat
+    return new.T.reshape(*weight.shape[:-2], *new_size).to(weight.dtype)

@@ -113,11 +113,7 @@ class ViTConfig(PlainConfig):
         if self.img_size[0] % stride or self.img_size[1] % stride:
             raise ValueError(f"img_size {self.img_size[0]}x{self.img_size[1]} is not divisible by the patch size "
                              f"{stride}; choose an img_size that is a multiple of {stride}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
-        if self.rope and self.head_dim % 4:
-            raise ValueError(f"2D RoPE needs the head dim (embed_dim / num_heads = {self.head_dim}) divisible by 4; "
-                             "change embed_dim or num_heads")
+        check_block_fields(self)
         if self.reg_rope_theta is not None:
             if not self.rope:
                 raise ValueError("reg_rope_theta needs rope=True")
@@ -127,19 +123,18 @@ class ViTConfig(PlainConfig):
                                  "is not a positive square (use 1, 4, 9, ...) or set reg_rope_theta=None")
         if self.num_class_tokens < 1:
             raise ValueError("num_class_tokens must be at least 1 (set class_token=False for none)")
-        if self.global_pool == "token" and not self.class_token:
-            raise ValueError("global_pool='token' needs a class token; set class_token=True or global_pool='avg'")
         if self.dist_token and (not self.class_token or self.num_class_tokens != 1 or self.global_pool != "token"):
             raise ValueError("dist_token (DeiT distillation) needs one class token and global_pool='token'")
-        if self.no_embed_class and self.pos_embed != "learned":
-            raise ValueError("no_embed_class only applies to pos_embed='learned'")
-        if self.norm == "groupnorm" and self.embed_dim % 32:
-            raise ValueError(f"norm='groupnorm' uses 32 groups; embed_dim ({self.embed_dim}) must be divisible by 32")
         if self.prompt_tokens < 0 or (self.prompt_deep and not self.prompt_tokens):
             raise ValueError(f"prompt_tokens={self.prompt_tokens}, prompt_deep={self.prompt_deep}: deep prompts "
                              "need prompt_tokens >= 1 (and prompt_tokens cannot be negative)")
         if self.alibi and self.reg_rope_theta is not None:
             raise ValueError("alibi and register RoPE cannot be combined; pick one position scheme for registers")
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W)."""
+        return (self.in_chans, *self.img_size)
 
     @property
     def head_dim(self) -> int:
@@ -179,6 +174,22 @@ class ViTConfig(PlainConfig):
     def num_suffix_tokens(self) -> int:
         """Tokens after the patches: registers placed last (ViT-5)."""
         return self.reg_tokens if self.reg_position == "suffix" else 0
+
+
+def check_block_fields(cfg: Any) -> None:
+    """The checks every config of ViT blocks and tokens shares (ViTConfig, VideoConfig): heads divide the width,
+    2D RoPE's head dim, token pooling needs a class token, class-token positions and GroupNorm's groups."""
+    if cfg.embed_dim % cfg.num_heads:
+        raise ValueError(f"embed_dim ({cfg.embed_dim}) must be divisible by num_heads ({cfg.num_heads})")
+    if cfg.rope and cfg.head_dim % 4:
+        raise ValueError(f"2D RoPE needs the head dim (embed_dim / num_heads = {cfg.head_dim}) divisible by 4; "
+                         "change embed_dim or num_heads")
+    if cfg.global_pool == "token" and not cfg.class_token:
+        raise ValueError("global_pool='token' needs a class token; set class_token=True or global_pool='avg'")
+    if cfg.no_embed_class and cfg.pos_embed != "learned":
+        raise ValueError("no_embed_class only applies to pos_embed='learned'")
+    if cfg.norm == "groupnorm" and cfg.embed_dim % 32:
+        raise ValueError(f"norm='groupnorm' uses 32 groups; embed_dim ({cfg.embed_dim}) must be divisible by 32")
 
 
 def check_fields(cls: type, values: dict[str, Any]) -> None:

@@ -193,6 +193,11 @@ class SegmentationConfig(PlainConfig):
                              "patch token; set it to 0")
         return config
 
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W)."""
+        return (self.in_chans, *self.img_size)
+
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "backbone": self.backbone.to_config()}
 

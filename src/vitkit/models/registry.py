@@ -13,6 +13,8 @@ from .config import ViTConfig
 from .family import build_from_config, family_of, register_family
 from .swin_config import SwinConfig
 from .swin_transformer import SwinTransformer
+from .video_config import VideoConfig
+from .video_transformer import VideoTransformer
 from .vision_transformer import VisionTransformer
 
 
@@ -96,3 +98,14 @@ def _preset_builder(family: str, example: str):
 
 register_family("vit", ViTConfig, _preset_builder("vit", "vit_cifar_patch4_32"), VisionTransformer)
 register_family("swin", SwinConfig, _preset_builder("swin", "swin_tiny_patch4_window7_224"), SwinTransformer)
+
+
+def _build_video(name: str | None, fields: dict[str, Any]) -> nn.Module:
+    """The video family has no presets: its model section lists the fields (docs/video.md has recipes)."""
+    if name is not None:
+        raise ValueError(f"model.name={name}: the video family has no presets; describe the model with its fields "
+                         "(embed_dim, depth, num_heads, attention, num_frames, ...) and leave model.name out")
+    return VideoTransformer(VideoConfig(**fields))
+
+
+register_family("video", VideoConfig, _build_video, VideoTransformer)

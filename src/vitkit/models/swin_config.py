@@ -64,6 +64,11 @@ class SwinConfig(PlainConfig):
                          f"resize or crop to e.g. {down[0]}x{down[1]} or {up[0]}x{up[1]}")
 
     @property
+    def input_size(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W)."""
+        return (self.in_chans, *self.img_size)
+
+    @property
     def num_stages(self) -> int:
         return len(self.depths)
 

@@ -10,6 +10,7 @@ from ..data import AugmentConfig
 from ..data.subset import SubsetConfig
 from ..models import ModelConfig
 from ..selfsup import SelfSupConfig
+from .adversarial import AdversarialConfig
 from .distill import DistillConfig
 from .finetune import FinetuneConfig
 from .losses import LOSSES
@@ -117,6 +118,7 @@ class TrainConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     selfsup: SelfSupConfig = field(default_factory=SelfSupConfig)
 
     def __post_init__(self) -> None:
@@ -129,6 +131,9 @@ class TrainConfig:
             raise ValueError("optim.accum_steps, data.batch_size, schedule.epochs and eval_every_epochs must be at "
                              "least 1")
         self._check_patch_drop_stages()
+        if self.adversarial.kind and self.distributed == "fsdp":
+            raise ValueError("adversarial training runs with distributed=ddp: FSDP's sharded backward is not set up "
+                             "for the attack's input-only gradients")
         if self.schedule.time_budget_minutes is not None and not self.schedule.time_budget_minutes > 0:
             raise ValueError(f"schedule.time_budget_minutes={self.schedule.time_budget_minutes} must be positive "
                              "(or null: train for schedule.epochs passes)")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
-from ..checkpoints import CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint
+from ..checkpoints import (CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint,
+                           saved_family)
 from ..checkpoints.sources import convert_source
-from ..models import ModelConfig, SegmentationModel, SwinConfig, ViTConfig, get_preset
+from ..models import ModelConfig, SegmentationModel, SwinConfig, ViTConfig, get_preset, inflate
+from ..models.inflate import SHARED_FIELDS, TUBELET_INITS, inflation_notes
 
 MODES = ("full", "linear", "prompt")
 # Model fields that are this run's choice, not the checkpoint's: size (positions resampled) and regularisation.
@@ -25,7 +28,9 @@ SEGMENTATION_HEAD = ("head", "pyramid_dim", "decoder_dim")  # what a segmentatio
 
 @dataclass
 class FinetuneConfig:
-    """`init_from`: a checkpoint (any format from_pretrained reads) or a run folder; None trains from scratch."""
+    """`init_from`: a checkpoint (any format from_pretrained reads) or a run folder; None trains from scratch. An
+    image checkpoint under a video model section is inflated, its patch filters filling each tubelet as
+    `tubelet_init` says ('central' frame or 'average')."""
 
     init_from: str | None = None
     use_ema: bool = False
@@ -34,10 +39,13 @@ class FinetuneConfig:
     prompt_deep: bool = False
     unfreeze_every: float | None = None
     freeze: list[str] = field(default_factory=list)
+    tubelet_init: str = "central"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"finetune.mode={self.mode!r} is not one of {MODES}")
+        if self.tubelet_init not in TUBELET_INITS:
+            raise ValueError(f"finetune.tubelet_init={self.tubelet_init!r} is not one of {TUBELET_INITS}")
         if self.mode == "prompt" and self.prompt_tokens < 1:
             raise ValueError(f"finetune.mode=prompt needs finetune.prompt_tokens >= 1, got {self.prompt_tokens}")
         if self.unfreeze_every is not None and (self.mode != "full" or self.unfreeze_every <= 0):
@@ -59,6 +67,8 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
     given.setdefault("in_chans", in_chans)
     source = resolve_checkpoint(ft.init_from)
     where = f"finetune.init_from={ft.init_from}"
+    if section.family == "video" and saved_family(source) != "video":
+        return inflate_for_finetuning(ft, source, where, section, stated, num_classes, given["in_chans"])
     # a model.name the user chose describes the checkpoint together with the fields given beside it
     described = get_preset(section.name).config.replace(**given) if "name" in stated else None
     try:
@@ -96,18 +106,40 @@ def load_for_finetuning(ft: FinetuneConfig, section: ModelConfig, stated: set[st
     return model, notes + report.adapted
 
 
+def inflate_for_finetuning(ft: FinetuneConfig, source: Path, where: str, section: ModelConfig, stated: set[str],
+                           num_classes: int, in_chans: int) -> tuple[nn.Module, list[str]]:
+    """An image checkpoint as this run's video model: the section's video fields (frames, tubelets, attention, size)
+    on the checkpoint's architecture; stated fields that contradict it are errors, unstated ones give way."""
+    fields = {k: v for k, v in section.fields.items()
+              if k not in ("in_chans", "num_classes") and (k in stated or k not in SHARED_FIELDS)}
+    try:
+        image, report = load_checkpoint(source, use_ema=ft.use_ema, in_chans=in_chans)
+        model = inflate(image, ft.tubelet_init, num_classes=num_classes, **fields)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    pre = model.preprocess
+    notes = [f"inflating {source} ({report.format}{', EMA weights' if ft.use_ema else ''}) into a video model with "
+             f"its architecture: {_architecture(image.cfg)}", *inflation_notes(image.cfg, model.cfg, ft.tubelet_init),
+             f"normalising with the checkpoint's preprocessing: mean {list(pre.mean)}, std {list(pre.std)} "
+             f"({report.preprocess_origin})"]
+    return model, notes + report.adapted
+
+
 def load_segmentation_start(ft: FinetuneConfig, section: ModelConfig, num_classes: int,
                             in_chans: int) -> tuple[nn.Module, list[str]]:
     """A segmentation run's start: a segmentation checkpoint as it is (with this run's classes), or a classifier
     (e.g. a CIFAR-10 run) as the backbone under the recipe's head: its own architecture, its head removed, its
     positions resampled to the recipe's input size, every patch kept (patch dropout off)."""
     source = resolve_checkpoint(ft.init_from)
-    try:
-        family = convert_source(source, use_ema=ft.use_ema).family
+    try:  # vitkit's files say their family without their weights; other formats are converted to tell
+        family = saved_family(source) or convert_source(source, use_ema=ft.use_ema).family
     except CheckpointError as error:
         raise ValueError(f"finetune.init_from={ft.init_from}: {error}") from None
     if family == "segment":
         return load_for_finetuning(ft, ModelConfig(family), set(), num_classes, in_chans)
+    if family not in ("vit", "swin"):
+        raise ValueError(f"finetune.init_from={ft.init_from} holds a {family} model; a segmentation backbone starts "
+                         "from a plain ViT or a Swin classifier")
     given = section.fields.get("backbone")  # the recipe's own backbone fields; the checkpoint's replace them
     choices = {k: v for k, v in (given.fields if given else {}).items()
                if k in RUN_CHOICES and k not in ("img_size", "patch_drop_rate")}

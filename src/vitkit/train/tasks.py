@@ -150,7 +150,9 @@ class SegmentTask(Task):
         data.dataset, self.ignore_index = train.spec, train.ignore_index
         return train, test
 
-    def build_loader(self, dataset: Dataset, train: bool, **options: Any) -> EpochLoader:
+    def build_loader(self, dataset: Dataset, train: bool, num_frames: int | None = None,
+                     **options: Any) -> EpochLoader:
+        """Paired image and mask batches (a segmentation model takes images, never clips: num_frames is None)."""
         return build_segmentation_loader(dataset, train=train, **options)
 
     def load_start(self, section: ModelConfig, stated: set[str], num_classes: int,

@@ -16,6 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from ..config import to_dict
+from ..data import ClipDataset
 from ..data.datasets import Dataset
 from ..data.loader import EpochLoader
 from ..hardware import cpu_kernels, has_native_bf16, slower_than_fp32
@@ -23,6 +24,7 @@ from ..checkpoints import from_pretrained
 from ..models import ModelConfig, family_of, get_preset, is_preset
 from ..preprocess import Preprocess
 from ..report import write_json
+from .adversarial import adversarial_images
 from .config import TrainConfig, resolve_config, stated_model_fields
 from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
                           load_optimizer_state, optimizer_state, wrap_model)
@@ -87,7 +89,8 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
                               functools.partial(mean_seconds, ctx=ctx, device=device))
     open_run_folder(run_dir, cfg, ctx, log, schedule, resumed=state is not None)
     for line in [describe_run(cfg, model, train_set, test_set, device, precision, ctx, schedule, run_dir), *model_notes,
-                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device)]:
+                 schedule.patch_drop_plan(start_patch_drop_rate(model)), precision_warning(precision, device),
+                 cfg.adversarial.describe(bool(start_patch_drop_rate(model)))]:
         if line:
             log.text(line)
     run = build_run(cfg, ctx, device, precision, model, state, train_loader, test_loader, len(train_set.classes),
@@ -151,9 +154,10 @@ def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, mode
         raise ValueError(f"data.batch_size={world_batch} must divide by world size x optim.accum_steps "
                          f"({ctx.world_size} x {cfg.optim.accum_steps})")
     micro_batch = world_batch // (ctx.world_size * cfg.optim.accum_steps)
+    frames = getattr(model.cfg, "num_frames", None)  # video models take clips of this many frames
     shared = dict(img_size=model.cfg.img_size, augment=cfg.data.augment, device=device, seed=cfg.seed,
                   num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                  in_chans=model.cfg.in_chans, preprocess=model.preprocess)
+                  in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
     train_loader = task.build_loader(train_set, train=True, batch_size=micro_batch, drop_last=True, **shared)
     test_loader = task.build_loader(test_set, train=False, batch_size=cfg.data.eval_batch_size, drop_last=False,
                                     **shared)
@@ -187,8 +191,10 @@ def describe_run(cfg: TrainConfig, model: torch.nn.Module, train_set: Dataset, t
     """The log's first line: what trains on what, where, for how long, and where it is saved."""
     threads = torch.get_num_threads()  # `vitkit train` sets it with pick_threads; the library leaves it alone
     cpu = f" ({cpu_kernels().cpu_class})" if device.type == "cpu" else ""
-    return (f"training {model.preset_name or 'the checkpoint'} ({sum(p.numel() for p in model.parameters()):,} params) "
-            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test images, {len(train_set.classes)} "
+    what = model.preset_name or ("the checkpoint" if cfg.finetune.init_from else f"a {family_of(model.cfg).name} model")
+    items = "clips" if isinstance(train_set, ClipDataset) else "images"
+    return (f"training {what} ({sum(p.numel() for p in model.parameters()):,} params) "
+            f"on {cfg.data.dataset}: {len(train_set)} train / {len(test_set)} test {items}, {len(train_set.classes)} "
             f"classes; device {device}{cpu}, precision {precision}, {threads} CPU threads, world size {ctx.world_size}, "
             f"{schedule.describe()} -> {run_dir}")
 
@@ -265,6 +271,8 @@ def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, precisio
         task.load_state_dict(state["task"])
     if cfg.compile:
         train_model = torch.compile(train_model, dynamic=False)  # one static graph per patch-dropout stage
+        if cfg.adversarial.kind:  # the update's dropout draws must be the eager attack's
+            torch._inductor.config.fallback_random = True
     return Run(cfg, ctx, device, precision, model, train_model, ema, optimizer, scaler, task, train_loader,
                test_loader, num_classes, run_dir, log, schedule)
 
@@ -310,7 +318,8 @@ def apply_schedule(run: Run, position: float) -> float:
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
     if (start := start_patch_drop_rate(run.model)) is not None:
-        run.model.set_patch_drop_rate(run.schedule.patch_drop_rate(position, start))
+        rate = run.schedule.patch_drop_rate(position, start)
+        run.model.set_patch_drop_rate(run.cfg.adversarial.patch_drop_rate(rate))
     return lr
 
 
@@ -321,6 +330,8 @@ def start_patch_drop_rate(model: torch.nn.Module) -> float | None:
 
 def forward_backward(run: Run, images: torch.Tensor, targets: torch.Tensor, epoch: int, sync: bool) -> torch.Tensor:
     """One micro-batch's loss, its gradient added to the accumulated ones (all-reduced across ranks if `sync`)."""
+    if run.cfg.adversarial.kind:  # the attack sees the update's random draws (see train/adversarial.py)
+        images = adversarial_images(run.model, run.task.loss, images, targets, run.cfg.adversarial)
     with gradient_sync(run.train_model, sync), run.autocast():
         loss = run.task.loss(run.train_model, images, targets)
     if not math.isfinite(loss.item()):
