@@ -54,4 +54,4 @@ def test_dense_prediction_example_runs():
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["logits"].shape == (2, 11, 32, 32)
-    assert namespace["pyramid"].strides == [1, 2, 4, 8]
+    assert namespace["seg"].pyramid.strides == [1, 2, 4, 8]

@@ -134,28 +134,39 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Top-1, top-5 and per-class accuracy of a run or checkpoint, a confusion-matrix PNG and a JSON report."""
-    from .inference import evaluate_on, plot_confusion
+    """Top-1, top-5 and per-class accuracy of a run or checkpoint (a segmentation model: mIoU, per-class IoU and
+    pixel accuracy), a confusion-matrix PNG and a JSON report."""
+    from .inference import evaluate_on, evaluate_segmentation_on, is_segmentation, plot_confusion
     from .report import write_json
 
     data = _dataset_of(args.checkpoint, args.data)
     if data is None:
         raise ValueError(f"{args.checkpoint} is not a training run, so its dataset is unknown; pass --data SPEC "
-                         "(e.g. --data digits or --data cifar10:/path)")
+                         "(e.g. --data digits, --data cifar10:/path or --data segfolder:/path)")
     if args.knn is not None or args.linear_probe:
         return _judge_representation(args, data)
     backend = _load_backend(args)
-    scores = evaluate_on(backend, data, split=args.split, batch_size=args.batch_size, device=args.device)
+    segment = is_segmentation(backend)
+    evaluate = evaluate_segmentation_on if segment else evaluate_on
+    scores = evaluate(backend, data, split=args.split, batch_size=args.batch_size, device=args.device)
     out = _eval_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
     report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "backend": backend.name,
               "int8": backend.name.endswith("int8"), **scores}
     write_json(out / "eval.json", report)
-    rows = [[name, round(acc, 2)] for name, acc in zip(scores["classes"], scores["per_class"])]
-    print(format_table(rows, ["class", "accuracy (%)"]))
-    print(f"\n{data} ({args.split}): top-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
-          f"({scores['count']} images)\nwritten: {out / 'eval.json'}, {out / 'confusion.png'}")
+    if segment:
+        rows = [[name, "absent" if iou is None else round(iou, 2)]
+                for name, iou in zip(scores["classes"], scores["per_class_iou"])]
+        print(format_table(rows, ["class", "IoU (%)"]))
+        summary = (f"mIoU {scores['miou']:.2f}%  pixel accuracy {scores['pixel_accuracy']:.2f}%  loss "
+                   f"{scores['loss']:.4f}  ({scores['count']} pixels)")
+    else:
+        rows = [[name, round(acc, 2)] for name, acc in zip(scores["classes"], scores["per_class"])]
+        print(format_table(rows, ["class", "accuracy (%)"]))
+        summary = (f"top-1 {scores['top1']:.2f}%  top-5 {scores['top5']:.2f}%  loss {scores['loss']:.4f}  "
+                   f"({scores['count']} images)")
+    print(f"\n{data} ({args.split}): {summary}\nwritten: {out / 'eval.json'}, {out / 'confusion.png'}")
     return 0
 
 
@@ -234,13 +245,17 @@ def _load_backend(args: argparse.Namespace) -> InferenceBackend:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Top-k classes with names and probabilities for image files or folders, as a table, JSON or CSV."""
+    """Top-k classes with names and probabilities for image files or folders, as a table, JSON or CSV; a
+    segmentation model writes a mask and an overlay PNG per image instead."""
     import csv
     import json
 
-    from .inference import predict
+    from .inference import is_segmentation, predict
 
-    predictions = predict(_load_backend(args), args.inputs, topk=args.topk, device=args.device)
+    backend = _load_backend(args)
+    if is_segmentation(backend):
+        return _predict_masks(backend, args)
+    predictions = predict(backend, args.inputs, topk=args.topk, device=args.device)
     if args.format == "json":
         print(json.dumps([{"path": p.path, "top": [{"class": c, "probability": v} for c, v in p.top]}
                           for p in predictions], indent=2))
@@ -257,11 +272,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_masks(backend: InferenceBackend, args: argparse.Namespace) -> int:
+    """A segmentation model's predict: the files written and each image's classes by share of the pixels."""
+    import csv
+    import json
+
+    from .inference import predict_masks
+
+    results = predict_masks(backend, args.inputs, args.out, device=args.device)
+    if args.format == "json":
+        print(json.dumps([{"path": r.path, "mask": str(r.mask_file), "overlay": str(r.overlay_file),
+                           "classes": [{"class": c, "share": v} for c, v in r.shares]} for r in results], indent=2))
+        return 0
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "mask", "overlay", "class", "share"])
+        for r in results:
+            writer.writerows([r.path, r.mask_file, r.overlay_file, name, f"{share:.6f}"] for name, share in r.shares)
+        return 0
+    rows = [[r.path, r.mask_file.name, r.overlay_file.name,
+             ", ".join(f"{c} {100 * v:.1f}%" for c, v in r.shares[:args.topk])] for r in results]
+    print(format_table(rows, ["image", "mask", "overlay", f"largest classes (top {args.topk}, share of pixels)"]))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
     parser.add_argument("inputs", nargs="+", help="image files or folders")
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    parser.add_argument("--out", default="predictions",
+                        help="segmentation models: folder for <image>_mask.png and <image>_overlay.png")
     parser.add_argument("--device", default="cpu")
     _backend_arguments(parser)
 
@@ -619,8 +661,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
                                   p.add_argument("overrides", nargs="*", help="ViTConfig overrides, e.g. img_size=384")),
              "show one preset's modules, token shapes, params and FLOPs"),
     "train": (cmd_train, _train_arguments, "train a model (default: the built-in digits recipe)"),
-    "eval": (cmd_eval, _eval_arguments, "accuracy, per-class accuracy and confusion matrix of a checkpoint"),
-    "predict": (cmd_predict, _predict_arguments, "top-k classes for image files or folders"),
+    "eval": (cmd_eval, _eval_arguments, "accuracy (segmentation: mIoU), per class, and confusion matrix of a "
+                                        "checkpoint"),
+    "predict": (cmd_predict, _predict_arguments, "top-k classes (segmentation: mask and overlay PNGs) for image "
+                                                 "files or folders"),
     "data": (cmd_data, _data_arguments, "inspect a dataset: `vitkit data check SPEC`"),
     "convert": (cmd_convert, _convert_arguments, "convert a timm / HF / ViT-5 checkpoint to vitkit's format"),
     "analyze": (cmd_analyze, _analyze_arguments, "Fig. 7 analyses, attention maps and Grad-CAM as PNGs + report.html"),

@@ -1,4 +1,5 @@
-"""Using a trained model: resolve a run or checkpoint, evaluate it on a dataset, predict classes for image files."""
+"""Using a trained model: resolve a run or checkpoint, evaluate it on a dataset, predict classes for image files;
+for a segmentation model, mIoU on a segmentation set and a mask plus an overlay per image file."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,12 +12,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .data import BadImageError, build_dataset, build_loader  # noqa: E402
+from .data import AugmentConfig, BadImageError, build_dataset, build_loader  # noqa: E402
 from .data.decode import is_image_file, load_rgb  # noqa: E402
 from .data.loader import cover_and_center  # noqa: E402
+from .data.segmentation import (build_segmentation_dataset, build_segmentation_loader,  # noqa: E402
+                                whole_image_input)
 from .data.transforms import EvalTransform, scale_size  # noqa: E402
+from .models import SegmentationConfig  # noqa: E402
 from .preprocess import Preprocess  # noqa: E402
 
 if TYPE_CHECKING:
@@ -49,6 +54,9 @@ def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "
     server explains with it)."""
     from .export import cache_dir_for, optimize_for_inference
 
+    if is_segmentation(model) and (backend == "torch-int8" or (backend == "auto" and allow_int8)):
+        raise ValueError("PyTorch int8 (torch-int8) quantizes a plain ViT's blocks only; run a segmentation model in "
+                         "int8 through ONNX Runtime (--backend ort-int8) or on a float backend")
     device = next(model.parameters()).device
     example = torch.zeros(2, *model.cfg.input_size, device=device)
     return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
@@ -184,3 +192,96 @@ def eval_pixels(image: Image.Image, img_size: tuple[int, int], in_chans: int, pr
     image = cover_and_center(image, scale_size(img_size, preprocess.crop_pct), img_size, resample)
     array = np.asarray(image.convert("L" if in_chans == 1 else "RGB"), dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
+
+
+# ----- segmentation ------------------------------------------------------------------------------------------------
+OVERLAY_ALPHA = 0.5
+
+
+def is_segmentation(model: torch.nn.Module | InferenceBackend) -> bool:
+    """True for a model (or a backend running one) that labels every pixel."""
+    return isinstance(model.cfg, SegmentationConfig)
+
+
+def evaluate_segmentation_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str = "test",
+                             batch_size: int = 64, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """mIoU, per-class IoU, pixel accuracy and pixel confusion on a segmentation set ('segfolder:PATH', 'synthseg...'),
+    each image and mask resized to the model's input as in training's evaluation."""
+    from .evaluation import evaluate_segmentation
+
+    dataset = build_segmentation_dataset(spec, split=split)
+    classes = class_names(model)
+    if len(dataset.classes) > len(classes):  # fewer is fine: a folder's masks need not show every class
+        raise ValueError(f"{spec} has {len(dataset.classes)} classes but the model predicts {len(classes)}")
+    loader = build_segmentation_loader(dataset, batch_size=batch_size, train=False, augment=AugmentConfig(),
+                                       img_size=model.cfg.img_size, preprocess=model.preprocess,
+                                       in_chans=model.cfg.in_chans, device=device, num_workers=0)
+    scores = evaluate_segmentation(model, loader, len(classes), torch.device(device),
+                                   ignore_index=dataset.ignore_index)
+    scores["classes"] = classes
+    return scores
+
+
+def class_colours(num_classes: int) -> np.ndarray:
+    """uint8 [K, 3]: matplotlib's tab20 colours, repeated past 20 classes."""
+    table = plt.get_cmap("tab20").colors
+    return (np.asarray([table[k % len(table)] for k in range(num_classes)]) * 255).round().astype(np.uint8)
+
+
+def mask_image(mask: np.ndarray, colours: np.ndarray) -> Image.Image:
+    """A palette PNG whose pixel values are the class indices (what segfolder reads) and whose palette colours them."""
+    image = Image.fromarray(mask.astype(np.uint8), "P")
+    image.putpalette(colours.flatten().tolist())
+    return image
+
+
+def overlay_image(image: Image.Image, mask: np.ndarray, colours: np.ndarray) -> Image.Image:
+    """The image with each pixel's class colour blended in at OVERLAY_ALPHA."""
+    pixels = np.asarray(image, dtype=np.float64)
+    blended = (1 - OVERLAY_ALPHA) * pixels + OVERLAY_ALPHA * colours[mask]
+    return Image.fromarray(blended.round().astype(np.uint8), "RGB")
+
+
+@dataclass(frozen=True)
+class MaskPrediction:
+    path: str
+    mask_file: Path
+    overlay_file: Path
+    shares: list[tuple[str, float]]  # the classes predicted, largest area first, with their share of the pixels
+
+
+@torch.no_grad()
+def predict_masks(model: torch.nn.Module | InferenceBackend, inputs: Sequence[str | Path], out_dir: str | Path,
+                  batch_size: int = 16, device: str | torch.device = "cpu") -> list[MaskPrediction]:
+    """Per image file: <stem>_mask.png (class indices, palette-coloured) and <stem>_overlay.png at the file's own
+    size. Each image, as stored (as segfolder reads it), is resized to the model's input; the logits are resized
+    back bilinearly before the argmax."""
+    prep, cfg = model.preprocess, model.cfg
+    names, paths, out = class_names(model), image_paths(inputs), Path(out_dir)
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+        raise ValueError(f"several inputs share a file name ({', '.join(twice)}), so their masks would overwrite each "
+                         "other; predict them in separate runs (--out)")
+    out.mkdir(parents=True, exist_ok=True)
+    colours = class_colours(len(names))
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        try:
+            images = [load_rgb(p, upright=False) for p in chunk]
+        except BadImageError as error:
+            raise ValueError(str(error)) from None
+        batch = torch.cat([whole_image_input(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None],
+                                             cfg.img_size, prep, cfg.in_chans) for image in images])
+        logits = model(batch.to(device)).float().cpu()
+        for path, image, scores in zip(chunk, images, logits):
+            full = F.interpolate(scores[None], size=(image.height, image.width), mode="bilinear", align_corners=False)
+            mask = full[0].argmax(0).numpy()
+            mask_file, overlay_file = out / f"{path.stem}_mask.png", out / f"{path.stem}_overlay.png"
+            mask_image(mask, colours).save(mask_file)
+            overlay_image(image, mask, colours).save(overlay_file)
+            counts = np.bincount(mask.ravel(), minlength=len(names)) / mask.size
+            shares = [(names[k], float(counts[k])) for k in np.argsort(-counts) if counts[k] > 0]
+            results.append(MaskPrediction(str(path), mask_file, overlay_file, shares))
+    return results

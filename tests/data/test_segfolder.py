@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitkit.data.segfolder import build_segmentation_dataset
+from vitkit.data.segmentation import build_segmentation_dataset
 
 
 def write_pair(root, stem, size=(5, 4), mode="L", seed=0, mask_size=None):

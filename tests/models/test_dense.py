@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from vitkit.models import SwinTransformer, VisionTransformer
-from vitkit.models.dense import (FeaturePyramid, FPNHead, LinearHead, SegmentationModel, backbone_features,
-                                 backbone_maps)
+from vitkit.models.dense import FeaturePyramid, SegmentationModel, backbone_features
 
 
 def tiny_vit(img_size, patch_size):
@@ -49,10 +48,7 @@ def test_vit_pyramid_resamples_as_vitdet():
 
 def build(backbone_name, head_name, classes=5):
     backbone = tiny_vit(32, 4) if backbone_name == "vit" else tiny_swin()
-    if head_name == "linear":
-        return SegmentationModel(backbone, None, LinearHead(backbone_maps(backbone)[1][-1], classes))
-    pyramid = FeaturePyramid(backbone, dim=16)
-    return SegmentationModel(backbone, pyramid, FPNHead([16] * len(pyramid.strides), classes, dim=8))
+    return SegmentationModel.on_backbone(backbone, classes, head=head_name, pyramid_dim=16, decoder_dim=8)
 
 
 @pytest.mark.parametrize("backbone_name", ["vit", "swin"])

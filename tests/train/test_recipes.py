@@ -19,4 +19,5 @@ def test_every_recipe_validates_and_builds_its_model(path):
     with torch.device("meta"):  # shapes only: ViT-B at 384 costs nothing here
         model = build_model(cfg, num_classes=10, in_chans=3)
         logits = model(torch.empty(2, *model.cfg.input_size))
-    assert logits.shape == (2, 10)
+    pixels = tuple(model.cfg.img_size) if cfg.task == "segment" else ()  # segmentation: a score map per class
+    assert logits.shape == (2, 10, *pixels)

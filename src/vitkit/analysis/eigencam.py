@@ -2,27 +2,26 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from ..models.vision_transformer import VisionTransformer
-from .tokens import TokenLayout, token_layout
+from .tokens import TokenLayout, block_input_tokens, model_blocks
 
 
 @torch.no_grad()
-def eigen_cam(model: VisionTransformer, images: torch.Tensor, block: int = -1) -> torch.Tensor:
-    """Maps [B, rows, cols] of the patch tokens entering `block` (default the last, as Grad-CAM reads them)
-    projected on their first principal component (Muhammad & Yeasin 2020)."""
+def eigen_cam(model: nn.Module, images: torch.Tensor, block: int = -1) -> torch.Tensor:
+    """Maps [B, rows, cols] of the patch tokens entering `block` (default the last, as Grad-CAM reads them; a Swin's
+    blocks count stage after stage) projected on their first principal component (Muhammad & Yeasin 2020)."""
     captured: dict[str, torch.Tensor] = {}
 
     def capture(module: torch.nn.Module, args: tuple) -> None:
         captured["tokens"] = args[0]
 
-    handle = model.blocks[block].register_forward_pre_hook(capture)
+    handle = model_blocks(model)[block].register_forward_pre_hook(capture)
     try:
         model(images)
     finally:
         handle.remove()
-    tokens = captured["tokens"]
-    return principal_component_map(tokens, token_layout(model.cfg, tokens.shape[1]))
+    return principal_component_map(*block_input_tokens(model, captured["tokens"]))
 
 
 def principal_component_map(tokens: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

@@ -13,7 +13,7 @@ from .plots import save_figure, tile_mosaic
 
 def filters_message(model: VisionTransformer) -> str | None:
     """Why a model has no pixel filters to show, or None when it has them."""
-    if model.backbone is not None:
+    if getattr(model, "backbone", None) is not None:  # a Swin has none: its patch embedding reads pixels
         stem = "a ResNet" if model.cfg.backbone else "a convolutional stem"
         return (f"this model embeds the feature maps of {stem}, not pixels: its patch embedding has no pixel "
                 "filters to show")

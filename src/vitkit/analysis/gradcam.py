@@ -1,13 +1,14 @@
-"""Grad-CAM for ViTs: which patches carry the evidence for a class, from the tokens entering the last block."""
+"""Grad-CAM for ViTs and Swins: which patches carry the evidence for a class, from the tokens entering the last
+block (a Swin's: its last stage's)."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from ..models.vision_transformer import VisionTransformer
-from .tokens import TokenLayout, token_layout
+from .tokens import TokenLayout, block_input_tokens, model_blocks
 
 
-def grad_cam(model: VisionTransformer, images: torch.Tensor,
+def grad_cam(model: nn.Module, images: torch.Tensor,
              targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Class evidence maps [B, rows, cols] and the classes they explain (default: the predicted ones).
 
@@ -25,7 +26,7 @@ def grad_cam(model: VisionTransformer, images: torch.Tensor,
         captured["tokens"] = tokens
         return (tokens,) + args[1:]
 
-    handle = model.blocks[-1].register_forward_pre_hook(capture)
+    handle = model_blocks(model)[-1].register_forward_pre_hook(capture)
     try:
         with torch.enable_grad():
             logits = model(images)
@@ -35,8 +36,8 @@ def grad_cam(model: VisionTransformer, images: torch.Tensor,
             grads, = torch.autograd.grad(score, captured["tokens"])
     finally:
         handle.remove()
-    tokens = captured["tokens"].detach()
-    return cam_from_tokens(tokens, grads, token_layout(model.cfg, tokens.shape[1])), targets
+    tokens, layout = block_input_tokens(model, captured["tokens"].detach())
+    return cam_from_tokens(tokens, block_input_tokens(model, grads)[0], layout), targets
 
 
 def cam_from_tokens(tokens: torch.Tensor, grads: torch.Tensor, layout: TokenLayout) -> torch.Tensor:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..models import SwinTransformer
 from ..models.vision_transformer import VisionTransformer
 from ..report import write_json
 from . import attention as attn
@@ -20,6 +21,7 @@ from .images import ImageSet, to_model_input
 from .position import plot_position_similarity, position_message, position_similarity, position_table
 from .report import Section, write_report
 from .tokens import NO_CLASS_TOKEN_MESSAGE, TokenLayout, token_layout
+from .windows import NOT_DEFINED_MESSAGE, collect_window_attention, window_maps
 
 
 @dataclass
@@ -92,7 +94,12 @@ def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, lay
             show: int = 8, batch_size: int = 16, device: str | torch.device = "cpu",
             title: str = "vitkit analysis", notes: Sequence[str] = (), pictures: Sequence[Path] = ()) -> AnalysisResult:
     """Writes every picture of the analysis, attention_distance.json and a self-contained report.html into out_dir;
-    `pictures` (those a pre-training run drew, see run_pictures) get a section of their own."""
+    `pictures` (those a pre-training run drew, see run_pictures) get a section of their own. A Swin gets its
+    per-window attention, filters, Grad-CAM and EigenCAM (no distances)."""
+    if not isinstance(model, (VisionTransformer, SwinTransformer)):
+        raise ValueError(f"analyze explains classifiers (a VisionTransformer or a SwinTransformer), not a "
+                         f"{type(model).__name__}; for a segmentation model, analyse the classifier its backbone "
+                         "started from, or look at `vitkit predict`'s overlays")
     if not images.names:
         raise ValueError("no readable images to analyse; pass --images with at least one image file or folder")
     if tuple(images.pixels.shape[1:3]) != model.cfg.img_size:
@@ -103,6 +110,8 @@ def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, lay
         raise ValueError(f"show={show}: at least one image must be drawn; pass a positive number")
     out = Path(out_dir)
     model = model.eval().to(device)
+    if isinstance(model, SwinTransformer):
+        return _analyze_swin(model, images, out, layers, show, batch_size, device, title, notes)
     layers = resolve_layers(layers, len(model.blocks))
     layout = token_layout(model.cfg)
     found = measure(model, images, layers, show, batch_size, device)
@@ -126,12 +135,13 @@ def analyze(model: VisionTransformer, images: ImageSet, out_dir: str | Path, lay
     return AnalysisResult(files, messages, distances)
 
 
+SYNTHETIC_MESSAGE = ("no images given and no dataset known for this source (it is no training run): distances are "
+                     "measured on smooth synthetic images and the maps show them; pass --data SPEC or --images for "
+                     "meaningful maps")
+
+
 def _messages(model: VisionTransformer, images: ImageSet, layout: TokenLayout) -> list[str]:
-    messages = []
-    if images.synthetic:
-        messages.append("no images given and no dataset known for this source (it is no training run): distances "
-                        "are measured on smooth synthetic images and the maps show them; pass --data SPEC or "
-                        "--images for meaningful maps")
+    messages = [SYNTHETIC_MESSAGE] if images.synthetic else []
     if not layout.has_class_token:
         messages.append(NO_CLASS_TOKEN_MESSAGE)
     return messages + [m for m in (filters_message(model), position_message(model)) if m]
@@ -197,16 +207,19 @@ def _map_sections(model: VisionTransformer, images: ImageSet, layout: TokenLayou
                              f"identity mixed in at 0.5): what the {layout.query_name} ends up drawing from.",
         [attn.plot_overlays(pixels, rollout, names, ["rollout"] * shown, "attention rollout", out / "rollout.png")],
         notes=list(notes))]
-    sections.append(_gradcam_section(model, pixels, names, found, out))
-    sections.append(Section(
-        "EigenCAM", "The patch tokens entering the last block, projected on their first principal component: the "
-                    "dominant pattern the block sees, with no gradient and no class chosen (the component's sign is "
-                    "set so that its strongest patch is positive).",
-        [attn.plot_overlays(pixels, torch.cat(found.eigencam).numpy(), names, ["first component"] * shown,
-                            "EigenCAM (first principal component)", out / "eigencam.png")]))
+    sections += [_gradcam_section(model, pixels, names, found, out), _eigencam_section(pixels, names, found, out)]
     if layout.num_registers:
         sections.append(_register_section(pixels, names, found, len(model.blocks), out))
     return sections
+
+
+def _eigencam_section(pixels: np.ndarray, names: list[str], found: Measurements, out: Path) -> Section:
+    return Section(
+        "EigenCAM", "The patch tokens entering the last block, projected on their first principal component: the "
+                    "dominant pattern the block sees, with no gradient and no class chosen (the component's sign is "
+                    "set so that its strongest patch is positive).",
+        [attn.plot_overlays(pixels, torch.cat(found.eigencam).numpy(), names, ["first component"] * len(names),
+                            "EigenCAM (first principal component)", out / "eigencam.png")])
 
 
 def _gradcam_section(model: VisionTransformer, pixels: np.ndarray, names: list[str], found: Measurements,
@@ -238,3 +251,57 @@ def _register_section(pixels: np.ndarray, names: list[str], found: Measurements,
                                       "apart from the class-token maps. Share of the image query's attention "
                                       f"that goes to the registers, per layer: {per_layer}.",
                    [attn.plot_register_maps(pixels, maps, names, depth - 1, out / "registers.png")])
+
+
+# ----- Swin ---------------------------------------------------------------------------------------------------------
+SWIN_POSITION_NOTE = ("a Swin has no absolute position embedding: each window attention adds a learned bias per head "
+                      "for every relative offset within the window, so there is no per-patch table to compare")
+SWIN_DISTANCE_NOTE = ("not measured for a Swin: its attention stays inside windows, so the distance is bounded by "
+                      "the window at each stage rather than learned")
+WINDOW_QUERY = "mean query of each window, within its window"
+
+
+def _analyze_swin(model: SwinTransformer, images: ImageSet, out: Path, layers: Sequence[int], show: int,
+                  batch_size: int, device: str | torch.device, title: str, notes: Sequence[str]) -> AnalysisResult:
+    """Per-window attention of the chosen blocks, Grad-CAM and EigenCAM on the last stage, the patch filters; what
+    is not defined for shifted windows without a class token is said, not drawn."""
+    blocks = model.block_windows()
+    layers = resolve_layers(layers, len(blocks))
+    found = Measurements(head_maps={layer: [] for layer in layers})
+    count = min(show, len(images.names))
+    for start in range(0, count, batch_size):
+        batch = to_model_input(images.pixels[start:min(start + batch_size, count)], model.preprocess).to(device)
+        maps = collect_window_attention(model, batch)
+        for layer in layers:
+            _, grid, shift = blocks[layer]
+            found.head_maps[layer].append(window_maps(maps[layer], grid, model.cfg.window_size, shift).cpu())
+        if model.cfg.num_classes:
+            cam, targets = grad_cam(model, batch)
+            found.gradcam.append(cam.cpu())
+            found.targets.append(targets.cpu())
+        found.eigencam.append(eigen_cam(model, batch).cpu())
+    pixels, names = images.pixels[:count], images.names[:count]
+    window = "x".join(map(str, model.cfg.window_size))
+    where = "; ".join(f"block {layer}: stage {blocks[layer][0]}, {blocks[layer][1][0]}x{blocks[layer][1][1]} map, "
+                      + (f"shifted by {blocks[layer][2][0]}x{blocks[layer][2][1]}" if any(blocks[layer][2])
+                         else "unshifted") for layer in layers)
+    heads = Section("Per-window attention", f"For each head, each window's queries' attention onto the keys of their "
+                                            f"{window} window, averaged over the window's queries and laid back on "
+                                            f"the map (so every window's tiles sum to 1); {where}.")
+    for layer in layers:
+        heads.images.append(attn.plot_head_maps(pixels, torch.cat(found.head_maps[layer]).numpy(), names, layer,
+                                                WINDOW_QUERY, out / f"attention_layer{layer}.png"))
+    sections = [_filters_section(model, out),
+                Section("Position-embedding similarity (Fig. 7, centre)", "", notes=[SWIN_POSITION_NOTE]),
+                Section("Mean attention distance (Fig. 7, right)", "", notes=[SWIN_DISTANCE_NOTE]), heads,
+                Section("Attention rollout", "", notes=[NOT_DEFINED_MESSAGE]),
+                _gradcam_section(model, pixels, names, found, out), _eigencam_section(pixels, names, found, out)]
+    messages = ([SYNTHETIC_MESSAGE] if images.synthetic else []) + [NOT_DEFINED_MESSAGE]
+    cfg = model.cfg
+    summary = [f"model: Swin, {sum(cfg.depths)} blocks in {cfg.num_stages} stages (depths {list(cfg.depths)}, heads "
+               f"{list(cfg.num_heads)}, widths {list(cfg.stage_dims)}), {window} windows, input "
+               f"{cfg.img_size[0]}x{cfg.img_size[1]}, {count} images", *notes]
+    summary += [f"unreadable image skipped: {name} ({reason})" for name, reason in images.unreadable] + messages
+    files = {path.name: path for section in sections for path in section.images}
+    files["report.html"] = write_report(sections, out / "report.html", title, summary)
+    return AnalysisResult(files, messages, np.zeros((0, 0)))

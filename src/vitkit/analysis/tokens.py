@@ -1,8 +1,12 @@
-"""Where each kind of token sits in a ViT's sequence, so every analysis slices the same way."""
+"""Where each kind of token sits in a ViT's sequence (or a Swin's map), so every analysis slices the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
+from ..models import SwinTransformer
 from ..models.config import ViTConfig
 
 
@@ -57,3 +61,22 @@ def token_layout(cfg: ViTConfig, sequence_length: int | None = None) -> TokenLay
 
 NO_CLASS_TOKEN_MESSAGE = ("this model has no class token: the maps show mean-pooled attention "
                           "(each patch's attention averaged over all patch queries) instead")
+
+
+def model_blocks(model: nn.Module) -> list[nn.Module]:
+    """Every transformer block in order: a ViT's, or a Swin's stage after stage."""
+    if isinstance(model, SwinTransformer):
+        return [block for stage in model.layers for block in stage.blocks]
+    return list(model.blocks)
+
+
+def block_input_tokens(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, TokenLayout]:
+    """A block's input as tokens [B, T, D] and where its patches lie: a ViT's sequence as it is, a Swin's NHWC map
+    flattened row-major (every token a patch, no class token)."""
+    if x.ndim == 3:
+        return x, token_layout(model.cfg, x.shape[1])
+    batch, rows, cols, dim = x.shape
+    everything = slice(0, rows * cols)
+    return x.reshape(batch, rows * cols, dim), TokenLayout(class_tokens=slice(0, 0), registers=slice(0, 0),
+                                                           patches=everything, grid=(rows, cols),
+                                                           stride=model.cfg.img_size[0] // rows)

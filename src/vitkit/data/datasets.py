@@ -9,6 +9,7 @@ from .clips import ClipDataset
 from .folder import ImageFolderDataset
 
 KINDS = ("digits", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder", "clipfolder", "moving-fashion")
+SEGMENTATION_KINDS = ("segfolder", "synthseg")  # masks, not class labels: data/segmentation.py builds them
 SPLITS = ("train", "test")
 Dataset = TensorImageDataset | ImageFolderDataset | ClipDataset
 
@@ -24,6 +25,9 @@ def build_dataset(spec: str, split: str = "train", seed: int = 0, *, val_fractio
     labels=False accepts an image folder without class folders (for self-supervised pre-training)."""
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()
+    if kind.partition("?")[0] in SEGMENTATION_KINDS:
+        raise ValueError(f"{spec!r} is a segmentation set (a mask per image, not a class): train on it with "
+                         "task=segment and a segmentation model (configs/synthseg_*.yaml)")
     if kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1)
         raise ValueError(f"unknown dataset {spec!r}" + (f"; did you mean {close[0]!r}?" if close else "") +

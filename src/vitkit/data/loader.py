@@ -66,9 +66,21 @@ class EpochSchedule:
 
 
 class EpochLoader:
-    """set_epoch, len and a resumable position, shared by both loaders through their EpochSchedule."""
+    """set_epoch, len and a resumable position, shared by both loaders through their EpochSchedule, and the batch
+    augmentation both run on the device."""
 
     schedule: EpochSchedule
+    transform: TrainTransform | EvalTransform
+    augment: AugmentConfig
+    mix: bool
+    num_classes: int
+
+    def augment_batch(self, images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator) -> Batch:
+        """uint8 images and their labels -> the model's input and targets (mixed, when mixing)."""
+        images = self.transform(images, rng)
+        if self.mix:
+            images, targets = mix_batch(images, targets, self.num_classes, self.augment, rng)
+        return images, targets
 
     def __len__(self) -> int:
         return len(self.schedule)
@@ -110,10 +122,7 @@ class TensorLoader(EpochLoader):
         schedule = self.schedule
         for batch, indices in schedule.batch_slices():
             where = torch.from_numpy(indices).to(self.device, non_blocking=True)
-            rng = schedule.rng(batch)
-            images, targets = self.transform(self.images[where], rng), self.labels[where]
-            if self.mix:
-                images, targets = mix_batch(images, targets, self.num_classes, self.augment, rng)
+            images, targets = self.augment_batch(self.images[where], self.labels[where], schedule.rng(batch))
             schedule.position = batch + 1
             yield images, targets
         schedule.position = 0
@@ -162,12 +171,15 @@ def cover_and_center(image: Image.Image, cover: tuple[int, int], size: tuple[int
 
 
 def collate(items: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Stacks the decodable images; the unreadable ones (skip_bad_images) come back as (path, reason)."""
-    good = [(image, label) for image, label, _ in items if image is not None]
+    """Stacks the decodable images and their targets (class labels, or masks); the unreadable ones
+    (skip_bad_images) come back as (path, reason)."""
+    good = [(image, target) for image, target, _ in items if image is not None]
     bad = [problem for image, _, problem in items if image is None]
     if not good:
         return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), bad
-    return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good], dtype=torch.int64), bad
+    targets = [g[1] for g in good]
+    stacked = torch.stack(targets) if torch.is_tensor(targets[0]) else torch.tensor(targets, dtype=torch.int64)
+    return torch.stack([g[0] for g in good]), stacked, bad
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -205,7 +217,9 @@ class FolderLoader(EpochLoader):
 
     def __init__(self, dataset: ImageFolderDataset, transform: TrainTransform | EvalTransform,
                  augment: AugmentConfig, device: torch.device, mix: bool, img_size: tuple[int, int],
-                 num_workers: int, **epoch: Any) -> None:
+                 num_workers: int, items: type[torch.utils.data.Dataset] = FolderItems, **epoch: Any) -> None:
+        """`items` is the worker-side work per file: FolderItems (an image and its label) or a class taking the
+        same arguments that returns (image, target, problem) likewise (segmentation: the image and its mask)."""
         self.schedule = EpochSchedule(len(dataset), **epoch)
         self.dataset, self.transform, self.augment, self.device, self.mix = dataset, transform, augment, device, mix
         self.num_classes = len(dataset.classes)
@@ -213,7 +227,7 @@ class FolderLoader(EpochLoader):
         crop = augment.crop_mode(None)
         # the sampler shares the schedule, not the loader: a reference cycle would stall worker shutdown
         self.loader = torch.utils.data.DataLoader(
-            FolderItems(dataset, img_size, crop, augment, self.schedule.train), batch_size=self.schedule.batch_size,
+            items(dataset, img_size, crop, augment, self.schedule.train), batch_size=self.schedule.batch_size,
             sampler=EpochSampler(self.schedule), num_workers=num_workers, collate_fn=collate,
             pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.schedule.seed))
@@ -225,11 +239,8 @@ class FolderLoader(EpochLoader):
             schedule.position = batch + 1
             if len(images) == 0:
                 continue
-            images = images.to(self.device, non_blocking=True)
-            targets = labels.to(self.device, non_blocking=True)
-            rng = schedule.rng(batch)
-            images = self.transform(images, rng)
-            if self.mix:
-                images, targets = mix_batch(images, targets, self.num_classes, self.augment, rng)
+            images, targets = self.augment_batch(images.to(self.device, non_blocking=True),
+                                                 labels.to(self.device, non_blocking=True), schedule.rng(batch))
             yield images, targets
         schedule.position = 0
+

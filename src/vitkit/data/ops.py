@@ -124,7 +124,8 @@ def crop(x: torch.Tensor, top: np.ndarray, left: np.ndarray, size: tuple[int, in
 
 
 def resized_crop(x: torch.Tensor, boxes: np.ndarray, size: tuple[int, int], interpolation: str) -> torch.Tensor:
-    """Crops per-sample boxes (top, left, height, width) and resizes each to `size`, in one grid_sample."""
+    """Crops per-sample boxes (top, left, height, width) and resizes each to `size`, in one grid_sample
+    ('nearest' leaves values as they are, so it also crops label maps)."""
     height, width = x.shape[-2:]
     top, left, box_h, box_w = (boxes[:, i].astype(np.float64) for i in range(4))
     theta = np.zeros((len(boxes), 2, 3))
@@ -137,7 +138,8 @@ def resized_crop(x: torch.Tensor, boxes: np.ndarray, size: tuple[int, int], inte
     high = as_tensor(np.stack([(2 * (left + box_w) - 1) / width - 1, (2 * (top + box_h) - 1) / height - 1], 1),
                      x)[:, None, None]
     grid = torch.maximum(torch.minimum(grid, high), low)
-    return F.grid_sample(x, grid, mode=interpolation, padding_mode="border", align_corners=False).clamp(0, 1)
+    out = F.grid_sample(x, grid, mode=interpolation, padding_mode="border", align_corners=False)
+    return out if interpolation == "nearest" else out.clamp(0, 1)  # nearest copies values (masks: class indices)
 
 
 def box_mask(boxes: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:

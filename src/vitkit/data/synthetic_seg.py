@@ -13,7 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .base import channel_stats
 from .datasets import build_dataset
+from .segfolder import IGNORE_INDEX
 
 BACKGROUND = 0
 ITEMS = (2, 4)
@@ -32,6 +34,16 @@ class SyntheticSegmentation:
     size: int
     split: str
     classes: list[str] = field(default_factory=list)
+    spec: str = "synthseg"  # the dataset spec that rebuilds it (build_segmentation_dataset)
+    ignore_index = IGNORE_INDEX  # never in a generated mask: every pixel is background or an item
+    num_channels = 3
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = channel_stats(self.images)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.size, self.size)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -76,13 +76,18 @@ def sample_erase_boxes(rng: np.random.Generator, count: int, height: int, width:
     return np.stack([top, left, box_h, box_w], 1), fits.any(1)
 
 
+def pad_offsets(rng: np.random.Generator, count: int, padding: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample (top, left) offsets of a crop of the original size out of a map padded by `padding`."""
+    top, left = (rng.integers(0, 2 * padding + 1, count) for _ in range(2))
+    return top, left
+
+
 def pad_crop(x: torch.Tensor, padding: int, mode: str, rng: np.random.Generator) -> torch.Tensor:
     """Pads every side by `padding` and crops back to the original size at a per-sample random offset."""
     if padding == 0:
         return x
     padded = F.pad(x, (padding,) * 4, mode=mode)
-    top, left = (rng.integers(0, 2 * padding + 1, x.shape[0]) for _ in range(2))
-    return ops.crop(padded, top, left, tuple(x.shape[-2:]))
+    return ops.crop(padded, *pad_offsets(rng, x.shape[0], padding), tuple(x.shape[-2:]))
 
 
 def three_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -142,10 +147,14 @@ class TrainTransform:
         self.rand_augment = parse_rand_augment(cfg.auto_augment) if cfg.auto_augment else None
 
     def __call__(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        cfg = self.cfg
         x = self._geometry(to_float(images, self.in_chans), rng)
-        if cfg.hflip > 0:
-            x = ops.hflip(x, rng.random(x.shape[0]) < cfg.hflip)
+        if self.cfg.hflip > 0:
+            x = ops.hflip(x, rng.random(x.shape[0]) < self.cfg.hflip)
+        return self.photometric(x, rng)
+
+    def photometric(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The steps after crop and flip, which change pixel values but move none (segmentation masks skip them)."""
+        cfg = self.cfg
         if self.rand_augment is not None:
             x = rand_augment(x, self.rand_augment, rng, torch.tensor(self.mean, device=x.device).expand(x.shape[1]))
         if cfg.three_augment:

@@ -26,17 +26,20 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, mlp_hidden_dim, act="gelu", drop=proj_drop)
         self.drop_path2 = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, shift: tuple[int, int] = (0, 0),
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shift: tuple[int, int] = (0, 0), mask: torch.Tensor | None = None,
+                return_attn: bool = False):
         """x [B, H, W, C]; shift (rows, cols) rolls the map before the windows are cut (and back after); mask is
-        shifted_window_mask's for that shift."""
+        shifted_window_mask's for that shift. With return_attn also the windows' attention probabilities
+        [B * windows, heads, N, N] (windows of the rolled map, row-major)."""
         grid = (x.shape[1], x.shape[2])
         h = self.norm1(x)
         if any(shift):
             h = torch.roll(h, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        h = window_reverse(self.attn(window_partition(h, self.attn.window), mask), self.attn.window, grid)
+        h = self.attn(window_partition(h, self.attn.window), mask, return_attn=return_attn)
+        h, probs = h if return_attn else (h, None)
+        h = window_reverse(h, self.attn.window, grid)
         if any(shift):
             h = torch.roll(h, shifts=shift, dims=(1, 2))
         x = x + self.drop_path1(h)
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
-        return x
+        return (x, probs) if return_attn else x

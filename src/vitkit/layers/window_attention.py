@@ -26,14 +26,15 @@ class WindowAttention(Attention):
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         return bias.reshape(tokens, tokens, -1).permute(2, 0, 1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B * windows, N, D] from window_partition; mask [windows, N, N] (shifted windows) or None."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attn: bool = False):
+        """x [B * windows, N, D] from window_partition; mask [windows, N, N] (shifted windows) or None. Returns out
+        (and, with return_attn, the probabilities [B * windows, heads, N, N] through the explicit path)."""
         bias = self.relative_position_bias()
         if mask is not None:
             windows = mask.shape[0]
             bias = (bias[None] + mask[:, None]).expand(x.shape[0] // windows, -1, -1, -1, -1)
             bias = bias.reshape(x.shape[0], *bias.shape[2:])  # [B * windows, heads, N, N], windows vary fastest
-        return super().forward(x, attn_bias=bias)
+        return super().forward(x, attn_bias=bias, return_attn=return_attn)
 
     @torch.no_grad()
     def set_window(self, window: tuple[int, int]) -> None:

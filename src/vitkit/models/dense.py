@@ -1,13 +1,22 @@
 """Dense prediction on any backbone with forward_intermediates: ViTDet's simple feature pyramid (a plain ViT's one
-map at four scales, or a Swin's four stage maps), the Segmenter linear and FPN-lite heads, and the model joining them.
+map at four scales, or a Swin's four stage maps), the Segmenter linear and FPN-lite heads, and the model joining them,
+described by a SegmentationConfig (the model family "segment") so that it saves, loads and trains like any other.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from ..layers import LayerNorm2d
+from ..preprocess import Preprocess
+from .config import PlainConfig, check_fields
+from .family import ModelConfig, build_from_config, family_of, get_family, register_family
+from .param_groups import param_groups
+from .registry import get_preset
 
 VIT_SCALES = (4.0, 2.0, 1.0, 0.5)
 
@@ -117,13 +126,129 @@ class FPNHead(nn.Module):
         return self.classify(fused)
 
 
-class SegmentationModel(nn.Module):
-    """Backbone -> (optional) feature pyramid -> head -> logits upsampled bilinearly to the input [B, K, H, W]."""
+HEADS = ("linear", "fpn")
+# what the segmentation model decides for its backbone: its input, and no classifier of its own
+OWN_FIELDS = ("img_size", "in_chans", "num_classes")
 
-    def __init__(self, backbone: nn.Module, pyramid: FeaturePyramid | None, head: nn.Module) -> None:
+
+def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+@dataclass
+class SegmentationConfig(PlainConfig):
+    """A segmentation model as data: a backbone (a model section of any classifying family: {family, name, fields}),
+    a head ('linear': Segmenter's 1x1 on the last map; 'fpn': the feature pyramid plus the FPN-lite decoder), the
+    class count and the input. img_size and in_chans default to the backbone's; once built, `backbone` holds every
+    field of its config (the preset name only as a record), so a saved model rebuilds without its recipe."""
+
+    backbone: ModelConfig = field(default_factory=lambda: ModelConfig("vit", "vit_cifar_patch4_32"))
+    head: str = "fpn"
+    num_classes: int = 11
+    img_size: int | tuple[int, int] | None = None
+    in_chans: int | None = None
+    pyramid_dim: int = 128
+    decoder_dim: int = 128
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone, dict):
+            self.backbone = ModelConfig.from_config(self.backbone, "model.backbone.")
+        if self.head not in HEADS:
+            raise ValueError(f"model.head={self.head!r} is not one of {HEADS}")
+        if self.num_classes < 1 or self.pyramid_dim < 4 or self.decoder_dim < 1:
+            raise ValueError(f"num_classes={self.num_classes}, pyramid_dim={self.pyramid_dim} and decoder_dim="
+                             f"{self.decoder_dim} must be positive (pyramid_dim at least 4: the 4x level divides it)")
+        resolved = self._resolve_backbone()
+        self.img_size = _pair(self.img_size if self.img_size is not None else resolved.img_size)
+        self.in_chans = self.in_chans if self.in_chans is not None else resolved.in_chans
+        fields = {k: v for k, v in resolved.to_dict().items() if k not in OWN_FIELDS}
+        self.backbone = ModelConfig(self.backbone.family, self.backbone.name, fields)
+        self.backbone_config()  # validates the size against the backbone (patch size, Swin's windows)
+
+    def _resolve_backbone(self) -> Any:
+        """The backbone's full config: its preset (if named) with the section's fields and this model's input (where
+        given) on top."""
+        family, name, fields = self.backbone.family, self.backbone.name, dict(self.backbone.fields)
+        fields.update({k: getattr(self, k) for k in ("img_size", "in_chans") if getattr(self, k) is not None})
+        if family == "segment":
+            raise ValueError("model.backbone.family=segment: a segmentation model's backbone is a classifier family "
+                             "(vit, swin)")
+        config_class = get_family(family).config_class
+        if name is None:
+            return config_class.from_dict(fields)
+        preset = get_preset(name)
+        if preset.family != family:
+            raise ValueError(f"model.backbone.name={name} is a {preset.family} preset, not a {family} one; set "
+                             f"model.backbone.family={preset.family}")
+        check_fields(config_class, fields)
+        return preset.config.replace(**fields)
+
+    def backbone_config(self) -> Any:
+        """The backbone as built: no classifier, this model's input size and channels; dense prediction reads every
+        patch, so patch dropout is refused."""
+        config = get_family(self.backbone.family).config_class.from_dict(
+            {**self.backbone.fields, "img_size": self.img_size, "in_chans": self.in_chans, "num_classes": 0})
+        if getattr(config, "patch_drop_rate", 0.0):
+            raise ValueError(f"model.backbone.patch_drop_rate={config.patch_drop_rate}: dense prediction needs every "
+                             "patch token; set it to 0")
+        return config
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W)."""
+        return (self.in_chans, *self.img_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "backbone": self.backbone.to_config()}
+
+
+def _classifier(head: nn.Module) -> nn.Conv2d:
+    """The last 1x1 convolution of a head: the layer that names the classes."""
+    return head.proj if isinstance(head, LinearHead) else head.classify
+
+
+class SegmentationModel(nn.Module):
+    """Backbone -> (fpn head: feature pyramid) -> head -> logits upsampled bilinearly to the input [B, K, H, W].
+
+    Built from a SegmentationConfig; `backbone` passes an already built (e.g. pretrained) backbone, which must be the
+    one the config describes (SegmentationModel.on_backbone writes that config)."""
+
+    def __init__(self, cfg: SegmentationConfig | None = None, backbone: nn.Module | None = None,
+                 **overrides: Any) -> None:
         super().__init__()
-        self.backbone, self.pyramid, self.head = backbone, pyramid, head
-        self.indices = pyramid.indices if pyramid is not None else backbone_maps(backbone)[0]
+        cfg = cfg or SegmentationConfig()
+        self.cfg = cfg = cfg.replace(**overrides) if overrides else cfg
+        wanted = cfg.backbone_config()
+        if backbone is None:
+            backbone = build_from_config(wanted)
+        elif backbone.cfg.to_dict() != wanted.to_dict():
+            raise ValueError("the backbone given is not the one the segmentation config describes; build the model "
+                             "with SegmentationModel.on_backbone(backbone, ...)")
+        self.backbone = backbone
+        if cfg.head == "linear":
+            self.pyramid = None
+            self.head = LinearHead(backbone_maps(backbone)[1][-1], cfg.num_classes)
+        else:
+            self.pyramid = FeaturePyramid(backbone, dim=cfg.pyramid_dim)
+            self.head = FPNHead([cfg.pyramid_dim] * len(self.pyramid.strides), cfg.num_classes, cfg.decoder_dim)
+        self.indices = self.pyramid.indices if self.pyramid is not None else backbone_maps(backbone)[0]
+        self.preset_name: str | None = f"{cfg.backbone.name or cfg.backbone.family}-{cfg.head}"
+        self.preprocess: Preprocess = backbone.preprocess
+        self.class_names: list[str] | None = None
+
+    @classmethod
+    def on_backbone(cls, backbone: nn.Module, num_classes: int, head: str = "fpn",
+                    **fields: Any) -> "SegmentationModel":
+        """A segmentation model around a built (e.g. pretrained) classifier, whose head is removed; its preset name
+        and preprocessing are kept."""
+        if backbone.cfg.num_classes:
+            backbone.reset_classifier(0)
+        config = backbone.cfg.to_dict()
+        section = ModelConfig(family_of(backbone.cfg).name, backbone.preset_name,
+                              {k: v for k, v in config.items() if k not in OWN_FIELDS})
+        cfg = SegmentationConfig(backbone=section, head=head, num_classes=num_classes, img_size=config["img_size"],
+                                 in_chans=config["in_chans"], **fields)
+        return cls(cfg, backbone=backbone)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         maps = backbone_features(self.backbone, images, self.indices)
@@ -131,3 +256,45 @@ class SegmentationModel(nn.Module):
             maps = self.pyramid(maps)
         logits = self.head(maps)
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    # ----- training and adaptation, as the classifier families offer them ----------------------------------------
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new zero-initialised class layer (another label set); the pyramid and decoder are kept."""
+        old = _classifier(self.head)
+        new = nn.Conv2d(old.in_channels, num_classes, 1).to(old.weight.device)
+        nn.init.zeros_(new.weight)
+        nn.init.zeros_(new.bias)
+        if isinstance(self.head, LinearHead):
+            self.head.proj = new
+        else:
+            self.head.classify = new
+        self.cfg = self.cfg.replace(num_classes=num_classes)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"backbone.{name}" for name in self.backbone.no_weight_decay()}
+
+    def _top_layer(self) -> int:
+        return max(self.backbone.layer_id(name) for name, _ in self.backbone.named_parameters())
+
+    def layer_id(self, param_name: str) -> int:
+        """The backbone's depths for layer-wise lr decay; the pyramid and head are the top layer (full lr)."""
+        if param_name.startswith("backbone."):
+            return self.backbone.layer_id(param_name[len("backbone."):])
+        return self._top_layer()
+
+    def param_groups(self, weight_decay: float = 0.05, layer_decay: float | None = None) -> list[dict[str, Any]]:
+        return param_groups(self, self.layer_id, self._top_layer(), weight_decay, layer_decay)
+
+
+def build_segmentation(name: str | None, fields: dict[str, Any]) -> SegmentationModel:
+    """The "segment" family's build for training configs: the backbone names its preset, the model has none."""
+    if name is not None:
+        raise ValueError(f"model.name={name}: segmentation models have no presets; name the backbone's preset in "
+                         "model.backbone.name")
+    return SegmentationModel(SegmentationConfig.from_dict(fields))
+
+
+register_family("segment", SegmentationConfig, build_segmentation, SegmentationModel)

@@ -37,19 +37,33 @@ class SwinStage(nn.Module):
                       attn_drop=attn_drop, drop_path=rate, norm_eps=LAYERNORM_EPS)
             for rate in drop_paths])
         self.grad_checkpointing = False
+        self._masks: dict[tuple, torch.Tensor] = {}  # shifted-window masks by (map, window, shift, device)
 
     @property
     def window(self) -> tuple[int, int]:
         return self.blocks[0].attn.window
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def shift_mask(self, grid: tuple[int, int], shift: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """The shifted-window mask for this map, built once per (map, window, shift, device) and kept: it is a
+        constant of the input size, rebuilt otherwise on every forward."""
+        key = (grid, self.window, shift, device)
+        if key not in self._masks:
+            self._masks[key] = shifted_window_mask(grid, self.window, shift, device)
+        return self._masks[key]
+
+    def forward(self, x: torch.Tensor, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """NHWC map in, NHWC map out; a list passed as `attention` receives each block's window attention
+        probabilities [B * windows, heads, N, N] (the explicit softmax path)."""
         x = self.downsample(x)
         grid = (x.shape[1], x.shape[2])
         shift = window_shift(grid, self.window)
-        mask = shifted_window_mask(grid, self.window, shift, x.device) if any(shift) else None
+        mask = self.shift_mask(grid, shift, x.device) if any(shift) else None
         for i, block in enumerate(self.blocks):
             args = (shift, mask) if i % 2 else ((0, 0), None)
-            if self.grad_checkpointing and self.training:
+            if attention is not None:
+                x, probs = block(x, *args, return_attn=True)
+                attention.append(probs)
+            elif self.grad_checkpointing and self.training:
                 x = checkpoint(block, x, *args, use_reentrant=False)
             else:
                 x = block(x, *args)
@@ -58,6 +72,7 @@ class SwinStage(nn.Module):
     def set_window(self, window: tuple[int, int]) -> None:
         for block in self.blocks:
             block.attn.set_window(window)
+        self._masks.clear()  # keyed by window too; the old ones would only take memory
 
 
 class ClassifierHead(nn.Module):
@@ -153,6 +168,24 @@ class SwinTransformer(nn.Module):
                 outputs.append(out.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else out)
         final = out if norm and last in indices else self.norm(x)  # the final norm runs once
         return final, outputs
+
+    def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's window attention probabilities [B * windows, heads, N, N], in block order; a shifted
+        block's windows are those of its rolled map (block_windows says which)."""
+        x = self.embed(x)
+        maps: list[torch.Tensor] = []
+        for stage in self.layers:
+            x = stage(x, attention=maps)
+        return maps
+
+    def block_windows(self) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
+        """(stage, map size, cyclic shift) of every block at the native input size, in block order."""
+        found = []
+        for stage, depth in enumerate(self.cfg.depths):
+            grid = (self.cfg.grid_size[0] // 2 ** stage, self.cfg.grid_size[1] // 2 ** stage)
+            shift = window_shift(grid, self.cfg.window_size)
+            found += [(stage, grid, shift if i % 2 else (0, 0)) for i in range(depth)]
+        return found
 
     # ----- training and adaptation ------------------------------------------------------------------------------
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

@@ -258,7 +258,8 @@ class VisionTransformer(nn.Module):
     # ----- inspection -------------------------------------------------------------------------------------------
     def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None, norm: bool = False,
                               output_fmt: str = "NCHW") -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Final normalised tokens, and the chosen blocks' outputs: patch maps [B, D, H, W] ('NCHW') or tokens ('NLC')."""
+        """Final normalised tokens, and the chosen blocks' outputs: patch maps [B, D, H, W] ('NCHW') or tokens ('NLC');
+        trained through (dense prediction), it honours grad checkpointing as forward_features does."""
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
         indices = range(len(self.blocks)) if indices is None else [i % len(self.blocks) for i in indices]
@@ -266,7 +267,10 @@ class VisionTransformer(nn.Module):
         x, rope, bias = self.embed(x)
         outputs = []
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, bias)
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, rope, bias, use_reentrant=False)
+            else:
+                x = block(x, rope, bias)
             if i in indices:
                 out = self.norm(x) if norm else x
                 if output_fmt == "NCHW":

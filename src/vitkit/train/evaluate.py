@@ -1,8 +1,9 @@
-"""Evaluation during training: vitkit.evaluation's pass, with counts summed over ranks."""
+"""Evaluation during training: vitkit.evaluation's passes (classification, segmentation), with counts summed over
+ranks."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -11,11 +12,13 @@ from .distributed import DistContext, all_reduce_sum, is_sharded
 
 
 def evaluate(model: torch.nn.Module, loader: Iterable, num_classes: int, device: torch.device,
-             autocast_dtype: torch.dtype | None = None, ctx: DistContext = DistContext()) -> dict[str, Any]:
-    """The whole test set's scores on every rank, as one process with all the data would measure them."""
+             autocast_dtype: torch.dtype | None = None, ctx: DistContext = DistContext(),
+             score: Callable[..., dict[str, Any]] = evaluate_model, **options: Any) -> dict[str, Any]:
+    """The whole test set's scores on every rank, as one process with all the data would measure them; `score` is
+    the single-process pass (vitkit.evaluation's evaluate or evaluate_segmentation, with its `options`)."""
     behind = batches_behind(len(loader), device) if is_sharded(model) else 0
-    return evaluate_model(model, loader, num_classes, device, autocast_dtype,
-                          functools.partial(all_reduce_sum, ctx=ctx), behind)
+    return score(model, loader, num_classes, device, autocast_dtype, functools.partial(all_reduce_sum, ctx=ctx),
+                 behind, **options)
 
 
 def batches_behind(batches: int, device: torch.device) -> int:

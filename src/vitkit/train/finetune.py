@@ -14,7 +14,8 @@ from torch import nn
 
 from ..checkpoints import (CheckpointError, ConflictError, MissingFieldsError, load_checkpoint, resolve_checkpoint,
                            saved_family)
-from ..models import ModelConfig, SwinConfig, ViTConfig, get_preset, inflate
+from ..checkpoints.sources import convert_source
+from ..models import ModelConfig, SegmentationModel, SwinConfig, ViTConfig, get_preset, inflate
 from ..models.inflate import SHARED_FIELDS, TUBELET_INITS, inflation_notes
 
 MODES = ("full", "linear", "prompt")
@@ -22,6 +23,7 @@ MODES = ("full", "linear", "prompt")
 RUN_CHOICES = ("img_size", "drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate", "drop_path_rate",
                "drop_path_schedule", "patch_drop_rate")
 HEADS = ("head.", "head_dist.")
+SEGMENTATION_HEAD = ("head", "pyramid_dim", "decoder_dim")  # what a segmentation recipe adds to a classifier
 
 
 @dataclass
@@ -121,6 +123,37 @@ def inflate_for_finetuning(ft: FinetuneConfig, source: Path, where: str, section
              f"normalising with the checkpoint's preprocessing: mean {list(pre.mean)}, std {list(pre.std)} "
              f"({report.preprocess_origin})"]
     return model, notes + report.adapted
+
+
+def load_segmentation_start(ft: FinetuneConfig, section: ModelConfig, num_classes: int,
+                            in_chans: int) -> tuple[nn.Module, list[str]]:
+    """A segmentation run's start: a segmentation checkpoint as it is (with this run's classes), or a classifier
+    (e.g. a CIFAR-10 run) as the backbone under the recipe's head: its own architecture, its head removed, its
+    positions resampled to the recipe's input size, every patch kept (patch dropout off)."""
+    source = resolve_checkpoint(ft.init_from)
+    try:  # vitkit's files say their family without their weights; other formats are converted to tell
+        family = saved_family(source) or convert_source(source, use_ema=ft.use_ema).family
+    except CheckpointError as error:
+        raise ValueError(f"finetune.init_from={ft.init_from}: {error}") from None
+    if family == "segment":
+        return load_for_finetuning(ft, ModelConfig(family), set(), num_classes, in_chans)
+    if family not in ("vit", "swin"):
+        raise ValueError(f"finetune.init_from={ft.init_from} holds a {family} model; a segmentation backbone starts "
+                         "from a plain ViT or a Swin classifier")
+    given = section.fields.get("backbone")  # the recipe's own backbone fields; the checkpoint's replace them
+    choices = {k: v for k, v in (given.fields if given else {}).items()
+               if k in RUN_CHOICES and k not in ("img_size", "patch_drop_rate")}
+    if section.fields.get("img_size") is not None:
+        choices["img_size"] = section.fields["img_size"]
+    if family == "vit":
+        choices["patch_drop_rate"] = 0.0
+    backbone, notes = load_for_finetuning(ft, ModelConfig(family, None, choices), {"img_size"}, 0, in_chans)
+    head = {k: v for k, v in section.fields.items() if k in SEGMENTATION_HEAD}
+    model = SegmentationModel.on_backbone(backbone, num_classes, **head)
+    replaced = f" (in place of model.backbone {given.name or given.family})" if given else ""
+    notes.append(f"the checkpoint is the backbone{replaced} under a new {model.cfg.head} head for {num_classes} "
+                 "classes")
+    return model, notes
 
 
 def _architecture(cfg: ViTConfig | SwinConfig) -> str:

@@ -7,12 +7,18 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
+import torch.nn.functional as F
 
-from ..data import build_dataset
+from ..data import build_dataset, build_loader
 from ..data.datasets import Dataset
+from ..data.loader import EpochLoader
+from ..data.segmentation import build_segmentation_dataset, build_segmentation_loader
 from ..data.subset import take_subset
+from ..evaluation import evaluate_segmentation
+from ..models import ModelConfig
 from .distill import build_criterion
 from .evaluate import evaluate
+from .finetune import load_for_finetuning, load_segmentation_start
 from .losses import classification_loss
 
 if TYPE_CHECKING:
@@ -46,6 +52,16 @@ class Task:
         return tuple(take_subset(build_dataset(data.dataset, split=split, skip_bad_images=data.skip_bad_images,
                                                labels=self.needs_labels), data.subset, split)
                      for split in ("train", "test"))
+
+    def build_loader(self, dataset: Dataset, train: bool, **options: Any) -> EpochLoader:
+        """How a split becomes batches on the device; `options` are build_loader's keywords."""
+        return build_loader(dataset, train=train, **options)
+
+    def load_start(self, section: ModelConfig, stated: set[str], num_classes: int,
+                   in_chans: int) -> tuple[torch.nn.Module, list[str]]:
+        """The model finetune.init_from starts from, and lines for the log: the checkpoint's own architecture with
+        this run's classes (`section` is the recipe's model section, `stated` the fields the user chose in it)."""
+        return load_for_finetuning(self.cfg.finetune, section, stated, num_classes, in_chans)
 
     def bind(self, model: torch.nn.Module, num_classes: int, device: torch.device) -> None:
         """Called once the model exists and sits on its device, before the optimiser (and EMA copy) take it."""
@@ -106,6 +122,54 @@ class ClassifyTask(Task):
 
     def scores(self, model: torch.nn.Module, run: Run) -> dict[str, Any]:
         result = evaluate(model, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx)
+        return {metric: result[metric] for metric in self.metrics}
+
+
+@register_task
+class SegmentTask(Task):
+    """Images to a class per pixel (a SegmentationModel, model.family=segment): pixel cross-entropy without the
+    ignored pixels; mean IoU, pixel accuracy and loss. finetune.init_from may name a classifier: its weights become
+    the backbone."""
+
+    name = "segment"
+    metrics = ("miou", "pixel_accuracy", "loss")
+    labels = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy"}
+    ignore_index: int
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """The splits of a segmentation spec (segfolder:PATH, synthseg...); data.dataset is rewritten as the spec
+        that rebuilds them (the synthetic set's seed, size and counts spelled out), so config.yaml records it."""
+        cfg, data = self.cfg, self.cfg.data
+        if cfg.model.family != "segment":
+            raise ValueError(f"task=segment trains a segmentation model, not model.family={cfg.model.family}: set "
+                             "model.family=segment with model.backbone (a vit or swin section) and model.head "
+                             "(linear or fpn); see configs/synthseg_*.yaml")
+        if data.subset.active:
+            raise ValueError("data.subset picks images by class label; segmentation sets have none: remove it")
+        train, test = (build_segmentation_dataset(data.dataset, split) for split in ("train", "test"))
+        data.dataset, self.ignore_index = train.spec, train.ignore_index
+        return train, test
+
+    def build_loader(self, dataset: Dataset, train: bool, num_frames: int | None = None,
+                     **options: Any) -> EpochLoader:
+        """Paired image and mask batches (a segmentation model takes images, never clips: num_frames is None)."""
+        return build_segmentation_loader(dataset, train=train, **options)
+
+    def load_start(self, section: ModelConfig, stated: set[str], num_classes: int,
+                   in_chans: int) -> tuple[torch.nn.Module, list[str]]:
+        return load_segmentation_start(self.cfg.finetune, section, num_classes, in_chans)
+
+    def bind(self, model: torch.nn.Module, num_classes: int, device: torch.device) -> None:
+        if self.cfg.loss.kind != "ce" or self.cfg.distill.teacher:
+            raise ValueError("task=segment trains with pixel cross-entropy: set loss.kind=ce and no distill.teacher")
+
+    def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(images).float(), targets, ignore_index=self.ignore_index,
+                               label_smoothing=self.cfg.loss.label_smoothing)
+
+    def scores(self, model: torch.nn.Module, run: Run) -> dict[str, Any]:
+        result = evaluate(model, run.test_loader, run.num_classes, run.device, run.autocast_dtype, run.ctx,
+                          score=evaluate_segmentation, ignore_index=self.ignore_index)
         return {metric: result[metric] for metric in self.metrics}
 
 

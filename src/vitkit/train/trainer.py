@@ -16,7 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from ..config import to_dict
-from ..data import ClipDataset, build_loader
+from ..data import ClipDataset
 from ..data.datasets import Dataset
 from ..data.loader import EpochLoader
 from ..hardware import cpu_kernels, has_native_bf16, slower_than_fp32
@@ -29,7 +29,7 @@ from .config import TrainConfig, resolve_config, stated_model_fields
 from .distributed import (DistContext, all_reduce_sum, full_state_dict, gradient_sync, init_distributed,
                           load_optimizer_state, optimizer_state, wrap_model)
 from .ema import ModelEma
-from .finetune import apply_mode, load_for_finetuning, unfreeze_stage
+from .finetune import apply_mode, unfreeze_stage
 from .optim import build_optimizer
 from .progress import Progress, Schedule, build_schedule
 from .run_log import RunLog
@@ -72,13 +72,13 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
     # the split seed stays fixed (one test set per dataset); unreadable images stop the run unless skipped and counted
     task = task_class(cfg.task)(cfg)
     train_set, test_set = task.build_datasets()
-    model, model_notes = prepare_model(cfg, config, overrides, resume, train_set)
+    model, model_notes = prepare_model(cfg, config, overrides, resume, train_set, task)
     if cfg.schedule.patch_drop_stages and start_patch_drop_rate(model) is None:
         raise ValueError(f"schedule.patch_drop_stages: a {family_of(model.cfg).name} model has no patch dropout "
                          "(Swin's windows need every patch); remove the stages")
     model.to(device)
     model.set_grad_checkpointing(cfg.grad_checkpointing)
-    train_loader, test_loader, steps_per_epoch = build_loaders(cfg, ctx, device, model, train_set, test_set)
+    train_loader, test_loader, steps_per_epoch = build_loaders(cfg, ctx, device, model, train_set, test_set, task)
 
     # the run folder, and where to resume from (the weights now, the rest once the optimiser exists)
     run_dir = Path(cfg.output_dir) / run_name(cfg, model)
@@ -122,7 +122,7 @@ def train(config: TrainConfig | dict | str | None = None, overrides: list[str] |
 
 
 def prepare_model(cfg: TrainConfig, config: TrainConfig | dict | str | None, overrides: list[str] | dict | None,
-                  resume: bool, train_set: Dataset) -> tuple[torch.nn.Module, list[str]]:
+                  resume: bool, train_set: Dataset, task: Task) -> tuple[torch.nn.Module, list[str]]:
     """The model to train, with the preprocessing its data gets (model.preprocess), and notes for the log."""
     num_classes = len(train_set.classes)
 
@@ -132,8 +132,8 @@ def prepare_model(cfg: TrainConfig, config: TrainConfig | dict | str | None, ove
     if resume:
         model, model_notes = resumed_model(Path(cfg.output_dir) / run_name(cfg)), []
     elif cfg.finetune.init_from:
-        model, model_notes = load_for_finetuning(cfg.finetune, cfg.model, stated_model_fields(config, overrides),
-                                                 num_classes, train_set.num_channels)
+        model, model_notes = task.load_start(cfg.model, stated_model_fields(config, overrides), num_classes,
+                                             train_set.num_channels)
         cfg.model = model_section(model, cfg.model.name)
     else:
         model, model_notes = build_model(cfg, num_classes, train_set.num_channels), []
@@ -146,7 +146,7 @@ def prepare_model(cfg: TrainConfig, config: TrainConfig | dict | str | None, ove
 
 
 def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, model: torch.nn.Module,
-                  train_set: Dataset, test_set: Dataset) -> tuple[EpochLoader, EpochLoader, int]:
+                  train_set: Dataset, test_set: Dataset, task: Task) -> tuple[EpochLoader, EpochLoader, int]:
     """This rank's share of each optimizer step's batch, in optim.accum_steps micro-batches; the test batches; and
     the optimizer steps per epoch."""
     world_batch = cfg.data.batch_size
@@ -154,16 +154,13 @@ def build_loaders(cfg: TrainConfig, ctx: DistContext, device: torch.device, mode
         raise ValueError(f"data.batch_size={world_batch} must divide by world size x optim.accum_steps "
                          f"({ctx.world_size} x {cfg.optim.accum_steps})")
     micro_batch = world_batch // (ctx.world_size * cfg.optim.accum_steps)
-    img_size = model.cfg.img_size
     frames = getattr(model.cfg, "num_frames", None)  # video models take clips of this many frames
-    train_loader = build_loader(train_set, batch_size=micro_batch, train=True, augment=cfg.data.augment,
-                                img_size=img_size, device=device, seed=cfg.seed, drop_last=True,
-                                num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                                in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
-    test_loader = build_loader(test_set, batch_size=cfg.data.eval_batch_size, train=False, augment=cfg.data.augment,
-                               img_size=img_size, device=device, seed=cfg.seed, drop_last=False,
-                               num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
-                               in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
+    shared = dict(img_size=model.cfg.img_size, augment=cfg.data.augment, device=device, seed=cfg.seed,
+                  num_workers=cfg.data.num_workers, world_size=ctx.world_size, rank=ctx.rank,
+                  in_chans=model.cfg.in_chans, preprocess=model.preprocess, num_frames=frames)
+    train_loader = task.build_loader(train_set, train=True, batch_size=micro_batch, drop_last=True, **shared)
+    test_loader = task.build_loader(test_set, train=False, batch_size=cfg.data.eval_batch_size, drop_last=False,
+                                    **shared)
     steps_per_epoch = len(train_loader) // cfg.optim.accum_steps
     if steps_per_epoch == 0:
         raise ValueError(f"data.batch_size={world_batch} is larger than the training set ({len(train_set)} images)")
