@@ -28,24 +28,28 @@ if TYPE_CHECKING:
     from .export import InferenceBackend
 
 
-def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> torch.nn.Module:
+def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False,
+               token_merging: int | Sequence[int] = 0) -> torch.nn.Module:
     """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads;
-    int8: with the transformer's linear layers quantized for faster CPU inference (see vitkit.export)."""
+    int8: with the transformer's linear layers quantized for faster CPU inference (see vitkit.export); token_merging:
+    r tokens merged per block (ToMe, docs/efficiency.md; 0 leaves the model as saved)."""
     from .checkpoints import from_pretrained, resolve_checkpoint
     from .export import quantize_int8
 
     model = from_pretrained(resolve_checkpoint(source)).to(device).eval()
+    if token_merging:
+        model.set_token_merging(token_merging)
     return quantize_int8(model) if int8 else model  # on the device: it picks attention's dtype for that hardware
 
 
 def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = False,
-                 device: str | torch.device = "cpu") -> InferenceBackend:
+                 device: str | torch.device = "cpu", token_merging: int | Sequence[int] = 0) -> InferenceBackend:
     """load_model behind optimize_for_inference's backend, its ONNX files cached beside the checkpoint (else in the
     user's cache), so a second predict or eval starts at once."""
     from .checkpoints import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(source)
-    return backend_for(load_model(checkpoint, device), checkpoint, backend, allow_int8)
+    return backend_for(load_model(checkpoint, device, token_merging=token_merging), checkpoint, backend, allow_int8)
 
 
 def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "auto",
