@@ -2,6 +2,7 @@
 for a segmentation model, mIoU on a segmentation set and a mask plus an overlay per image file."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -71,12 +72,16 @@ def class_names(model: torch.nn.Module | InferenceBackend) -> list[str]:
 
 
 def evaluate_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str = "test", batch_size: int = 256,
-                device: str | torch.device = "cpu") -> dict[str, Any]:
+                device: str | torch.device = "cpu", limit: int | None = None) -> dict[str, Any]:
     """Top-1/top-5/per-class accuracy and confusion on a dataset, with the model's own preprocessing (a model or an
-    InferenceBackend)."""
+    InferenceBackend); limit: only the split's first images (quick checks)."""
     from .evaluation import evaluate
 
     dataset = build_dataset(spec, split=split)
+    if limit is not None:
+        if not dataclasses.is_dataclass(dataset):
+            raise ValueError(f"limit takes the first images of an in-memory dataset; {spec} is read from files")
+        dataset = dataclasses.replace(dataset, images=dataset.images[:limit], labels=dataset.labels[:limit])
     if len(dataset.classes) != model.cfg.num_classes:
         raise ValueError(f"{spec} has {len(dataset.classes)} classes but the model predicts {model.cfg.num_classes}")
     loader = build_loader(dataset, batch_size=batch_size, train=False, img_size=model.cfg.img_size, device=device,
