@@ -103,6 +103,8 @@ def test_merging_trains_with_every_kind_of_extra_token_and_checkpointing_gives_t
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+    final, maps = model.eval().forward_intermediates(x, indices=[-1])  # prompts and merges undone: the full grid
+    assert final.shape == (2, 1 + 1 + 2 + 64, 32) and maps[0].shape == (2, 32, 8, 8)
 
 
 def test_invalid_merging_is_refused():

@@ -270,9 +270,11 @@ class VisionTransformer(nn.Module):
             else:
                 x = block(x, rope, merger.attention_bias(), merge=merge)
             if i in indices:
-                outputs.append(merger.unmerge(x))
-        x = merger.unmerge(self.norm(x))
-        return (self.prompt.remove(x) if self.prompt is not None else x), outputs
+                outputs.append(self._without_prompts(merger.unmerge(x)))
+        return self._without_prompts(merger.unmerge(self.norm(x))), outputs
+
+    def _without_prompts(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prompt.remove(x) if self.prompt is not None else x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
         """Tokens -> pooled features (pre_logits=True) or class logits."""
