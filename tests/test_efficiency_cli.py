@@ -74,3 +74,12 @@ def test_prune_command_saves_a_smaller_model_that_loads(checkpoint, tmp_path, ca
     assert "heads/MLP width per block" in out and "--init-from" in out
     pruned = from_pretrained(tmp_path / "pruned")
     assert pruned.cfg.block_widths is not None and pruned.class_names == [str(i) for i in range(10)]
+
+
+def test_tome_on_a_family_without_token_merging_says_so():
+    from vitkit.models.vision_transformer import apply_token_merging
+
+    with torch.device("meta"):
+        swin = create_model("swin_tiny_patch4_window7_224")
+    with pytest.raises(ValueError, match="a SwinTransformer does not merge tokens"):
+        apply_token_merging(swin, 4)

@@ -22,6 +22,7 @@ from .export import compile_int8, optimize_for_inference, quantize_int8
 from .hardware import matmul_call, matmul_flops, sync, timed_rate
 from .models import create_model
 from .models.profile import count_flops
+from .models.vision_transformer import apply_token_merging
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
 PEAK_OF = {"int4": "bf16"}  # the int4 kernel multiplies bf16 activations by bf16-dequantized weights
@@ -245,7 +246,7 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
     torch.manual_seed(0)
     model = create_model(name).to(dev)
     if token_merging:
-        model.set_token_merging(token_merging)
+        apply_token_merging(model, token_merging)
     cfg = model.cfg
     models = {"vitkit": model}
     if baseline:
@@ -292,7 +293,7 @@ def bench_backends(name: str, backends: Sequence[str], batch: int = 8, allow_int
     torch.manual_seed(0)
     model = create_model(name).eval()
     if token_merging:
-        model.set_token_merging(token_merging)
+        apply_token_merging(model, token_merging)
     cfg = model.cfg
     x = torch.randn(batch, cfg.in_chans, *cfg.img_size)
     flops = count_flops(model, cfg.img_size, cfg.in_chans)

@@ -37,9 +37,11 @@ def load_model(source: str | Path, device: str | torch.device = "cpu", int8: boo
     from .checkpoints import from_pretrained, resolve_checkpoint
     from .export import quantize_int8
 
+    from .models.vision_transformer import apply_token_merging
+
     model = from_pretrained(resolve_checkpoint(source)).to(device).eval()
     if token_merging:
-        model.set_token_merging(token_merging)
+        apply_token_merging(model, token_merging)
     return quantize_int8(model) if int8 else model  # on the device: it picks attention's dtype for that hardware
 
 

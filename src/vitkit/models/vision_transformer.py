@@ -433,3 +433,13 @@ class VisionTransformer(nn.Module):
     def param_groups(self, weight_decay: float = 0.05, layer_decay: float | None = None) -> list[dict[str, Any]]:
         """Optimizer groups: no decay on 1-D params, tokens and positions; lr_scale = layer_decay^(depth+1-layer)."""
         return param_groups(self, self.layer_id, len(self.blocks) + 1, weight_decay, layer_decay)
+
+
+def apply_token_merging(model: nn.Module, r: int | tuple[int, ...] | list[int]) -> nn.Module:
+    """model.set_token_merging(r) for a model loaded by name or from a file, which may be of a family that has no
+    token merging (Swin's windows, the video models): that is an error saying so, not an AttributeError."""
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"token merging is built into the plain VisionTransformer; a {type(model).__name__} does not "
+                         "merge tokens (drop --tome)")
+    model.set_token_merging(r)
+    return model
