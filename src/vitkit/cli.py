@@ -691,7 +691,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     save_pretrained(pruned, args.output)
     cfg = model.cfg
     rows = [[name, f"{count_params(m) / 1e6:.3f}", f"{count_flops(m, cfg.img_size, cfg.in_chans) / 1e6:.1f}",
-             " ".join(f"{heads}/{hidden}" for heads, hidden in m.cfg.block_widths or [m.cfg.block_width(0)] * cfg.depth)]
+             " ".join("{}/{}".format(*m.cfg.block_width(i)) for i in range(cfg.depth))]
             for name, m in (("original", model), ("pruned", pruned))]
     print(format_table(rows, ["model", "params (M)", "MFLOPs", "heads/MLP width per block"]))
     print(f"saved to {args.output}; fine-tune it: vitkit train --config configs/cifar10_prune_finetune.yaml "
