@@ -40,7 +40,8 @@ from vitkit.report import format_table, write_json  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {"sdpa": {}, "math": {"backend": SDPBackend.MATH}, "sdpa + checkpointing": {"grad_checkpointing": True}}
 ATTENTIONS = {"softmax": {}, "linear (elu+1)": {"model": {"attention": "linear"}},
-              "performer (FAVOR+)": {"model": {"attention": "performer"}}, "windowed 8x8": {"model": {"window_size": 8}}}
+              "performer (FAVOR+)": {"model": {"attention": "performer"}},
+              "windowed 8x8": {"model": {"window_size": 8}}}
 SWEEPS = ("image size", "depth/width", "attention")
 
 

@@ -50,7 +50,7 @@ class Int4Linear(nn.Module):
 
 
 def int4_grid(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Min-max rounding of [out, in] weights onto 16 levels per group: q [out, in] int32, scale and low [out, groups]."""
+    """Min-max rounding of [out, in] weights onto 16 levels per group: q [out, in] int32; scale, low [out, groups]."""
     out_features, in_features = weight.shape
     groups = weight.reshape(out_features, in_features // group_size, group_size)
     low, high = groups.amin(dim=-1), groups.amax(dim=-1)
