@@ -313,6 +313,6 @@ def bench_backends(name: str, backends: Sequence[str], batch: int = 8, allow_int
         records.append(dict(model=name, impl=label + (" (auto)" if label == chosen else ""), mode="infer",
                             dtype=dtype, batch=batch, compile=label == "torch-int8", token_merging=token_merging,
                             threads=torch.get_num_threads(), img_s=rate, ratio_to_vitkit=rate / rates["torch-fp32"],
-                            gflop_s=achieved / 1e9, peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak, first_call_s=built[label][1],
-                            peak_mem_mib=None, fused_sdpa=None))
+                            gflop_s=achieved / 1e9, peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak,
+                            first_call_s=built[label][1], peak_mem_mib=None, fused_sdpa=None))
     return records
