@@ -55,3 +55,11 @@ def test_dense_prediction_example_runs():
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["logits"].shape == (2, 11, 32, 32)
     assert namespace["seg"].pyramid.strides == [1, 2, 4, 8]
+
+
+def test_faster_vits_example_runs():
+    block = re.search(r"## Faster ViTs\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (2, 1000) and namespace["model"].cfg.token_merging == 13
+    assert namespace["windowed"].blocks[2].window_size == 0 and namespace["windowed"].blocks[0].window_size == 4

@@ -22,8 +22,10 @@ from .export import compile_int8, optimize_for_inference, quantize_int8
 from .hardware import matmul_call, matmul_flops, sync, timed_rate
 from .models import create_model
 from .models.profile import count_flops
+from .models.vision_transformer import apply_token_merging
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+PEAK_OF = {"int4": "bf16"}  # the int4 kernel multiplies bf16 activations by bf16-dequantized weights
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ def plain_twin_gaps(cfg: Any) -> list[str]:
     plain = dict(mlp="gelu", norm="layernorm", qk_norm=False, init_values=None, class_token=True, num_class_tokens=1,
                  dist_token=False, reg_tokens=0, pos_embed="learned", no_embed_class=False, rope=False, alibi=False,
                  global_pool="token", fc_norm=False, representation_size=None, backbone=None, conv_stem=(),
-                 attn_gate=False, ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True, patch_drop_rate=0.0)
+                 attn_gate=False, ffn_gate=False, mlp_norm=False, mlp_bias=True, proj_bias=True, patch_drop_rate=0.0,
+                 attention="softmax", window_size=0, token_merging=0, block_widths=None)
     gaps = [f"{key}={getattr(cfg, key)!r}" for key, value in plain.items() if getattr(cfg, key) != value]
     return gaps + ([f"img_size={cfg.img_size!r}"] if cfg.img_size[0] != cfg.img_size[1] else [])
 
@@ -230,9 +233,10 @@ def _first_call_seconds(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, compile_: bool = False,
-          baseline: bool = False, timm: bool = False, device: str = "cpu",
-          timing: Timing = Timing()) -> list[dict[str, Any]]:
-    """Benchmarks one preset (and its plain and timm twins): one record per implementation."""
+          baseline: bool = False, timm: bool = False, device: str = "cpu", timing: Timing = Timing(),
+          token_merging: int | tuple[int, ...] = 0) -> list[dict[str, Any]]:
+    """Benchmarks one preset (and its plain and timm twins): one record per implementation. token_merging: r tokens
+    merged per block in vitkit's model (ToMe; the twins cannot merge, so it goes without them)."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {tuple(DTYPES)}")
     if dtype == "int8" and (train or baseline or timm):
@@ -241,6 +245,8 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
     dev = torch.device(device)
     torch.manual_seed(0)
     model = create_model(name).to(dev)
+    if token_merging:
+        apply_token_merging(model, token_merging)
     cfg = model.cfg
     models = {"vitkit": model}
     if baseline:
@@ -272,7 +278,7 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
     for label, rate in rates.items():
         achieved = achieved_flops(rate, flops, train)
         records.append(dict(model=name, impl=label, mode="train" if train else "infer", dtype=dtype, batch=batch,
-                            compile=compile_, threads=torch.get_num_threads(), img_s=rate,
+                            compile=compile_, token_merging=token_merging, threads=torch.get_num_threads(), img_s=rate,
                             ratio_to_vitkit=rate / rates["vitkit"], gflop_s=achieved / 1e9,
                             peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak,
                             first_call_s=first[label], peak_mem_mib=memory, fused_sdpa=fused[label]))
@@ -280,12 +286,14 @@ def bench(name: str, batch: int = 32, dtype: str = "fp32", train: bool = False, 
 
 
 def bench_backends(name: str, backends: Sequence[str], batch: int = 8, allow_int8: bool = False,
-                   timing: Timing = Timing()) -> list[dict[str, Any]]:
+                   timing: Timing = Timing(), token_merging: int | tuple[int, ...] = 0) -> list[dict[str, Any]]:
     """Inference images/s of backends ("auto": optimize_for_inference's choice) beside torch-fp32, alternating, so
     the choice can be checked on the machine it was made for. ONNX files are built afresh in a temporary folder:
     first_call_s is each backend's whole set-up (export, quantization, compilation) plus one call."""
     torch.manual_seed(0)
     model = create_model(name).eval()
+    if token_merging:
+        apply_token_merging(model, token_merging)
     cfg = model.cfg
     x = torch.randn(batch, cfg.in_chans, *cfg.img_size)
     flops = count_flops(model, cfg.img_size, cfg.in_chans)
@@ -300,11 +308,11 @@ def bench_backends(name: str, backends: Sequence[str], batch: int = 8, allow_int
     records = []
     for label, rate in rates.items():
         dtype = label.split("-")[1]
-        peak = peak_matmul_flops(DTYPES[dtype], x.device, timing)
+        peak = peak_matmul_flops(DTYPES[PEAK_OF.get(dtype, dtype)], x.device, timing)
         achieved = achieved_flops(rate, flops, train=False)
         records.append(dict(model=name, impl=label + (" (auto)" if label == chosen else ""), mode="infer",
-                            dtype=dtype, batch=batch, compile=label == "torch-int8", threads=torch.get_num_threads(),
-                            img_s=rate, ratio_to_vitkit=rate / rates["torch-fp32"], gflop_s=achieved / 1e9,
-                            peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak, first_call_s=built[label][1],
-                            peak_mem_mib=None, fused_sdpa=None))
+                            dtype=dtype, batch=batch, compile=label == "torch-int8", token_merging=token_merging,
+                            threads=torch.get_num_threads(), img_s=rate, ratio_to_vitkit=rate / rates["torch-fp32"],
+                            gflop_s=achieved / 1e9, peak_gflop_s=peak / 1e9, peak_fraction=achieved / peak,
+                            first_call_s=built[label][1], peak_mem_mib=None, fused_sdpa=None))
     return records

@@ -153,7 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(scores["confusion"], scores["classes"], out / "confusion.png")
     report = {"checkpoint": str(args.checkpoint), "data": data, "split": args.split, "backend": backend.name,
-              "int8": backend.name.endswith("int8"), **scores}
+              "int8": backend.name.endswith("int8"), "token_merging": args.tome, **scores}
     write_json(out / "eval.json", report)
     if segment:
         rows = [[name, "absent" if iou is None else round(iou, 2)]
@@ -183,7 +183,7 @@ def _judge_representation(args: argparse.Namespace, data: str) -> int:
     from .report import write_json
     from .representation import KNN_K
 
-    model = load_model(args.checkpoint, args.device)
+    model = load_model(args.checkpoint, args.device, token_merging=args.tome)
     ks = (args.knn or list(KNN_K)) if args.knn is not None else []
     scores = judge_representation(model, data, ks, args.linear_probe, args.probe_epochs, args.probe_lr,
                                   args.batch_size, args.device)
@@ -220,6 +220,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe-epochs", type=int, default=100)
     parser.add_argument("--probe-lr", type=float, default=1e-3)
     _backend_arguments(parser)
+    _tome_argument(parser)
 
 
 def _backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -232,12 +233,29 @@ def _backend_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow int8 quantization (faster on CPU; eval shows the cost)")
 
 
+def _tome_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tome", type=_merge_schedule, default=0, metavar="R",
+                        help="token merging: merge R tokens in every block (or R1,R2,... one per block); faster, and "
+                             "it changes the answers (docs/efficiency.md); default 0: off")
+
+
+def _merge_schedule(text: str) -> int | tuple[int, ...]:
+    """--tome 13 or --tome 16,16,8,8,...: tokens merged per block."""
+    try:
+        values = tuple(int(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tome takes a whole number of tokens per block (e.g. 13) or one per "
+                                         f"block separated by commas, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _load_backend(args: argparse.Namespace) -> InferenceBackend:
     """The checkpoint behind --backend, announced on stderr in one line (stdout stays the command's output)."""
     from .inference import load_backend
 
     try:
-        backend = load_backend(args.checkpoint, args.backend, allow_int8=args.int8, device=args.device)
+        backend = load_backend(args.checkpoint, args.backend, allow_int8=args.int8, device=args.device,
+                               token_merging=args.tome)
     except ImportError as missing:
         raise SystemExit(f"vitkit {args.command}: {missing}")
     print(f"vitkit {args.command}: backend {backend.describe()}", file=sys.stderr)
@@ -306,6 +324,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="segmentation models: folder for <image>_mask.png and <image>_overlay.png")
     parser.add_argument("--device", default="cpu")
     _backend_arguments(parser)
+    _tome_argument(parser)
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -457,10 +476,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         if backends:
             _check_backend_bench(args)
-            records = bench_backends(args.model, backends, batch=args.batch, allow_int8=args.int8, timing=timing)
+            records = bench_backends(args.model, backends, batch=args.batch, allow_int8=args.int8, timing=timing,
+                                     token_merging=args.tome)
         else:
             records = bench(args.model, batch=args.batch, dtype=args.dtype, train=args.train, compile_=args.compile,
-                            baseline=args.baseline, timm=args.timm, device=args.device, timing=timing)
+                            baseline=args.baseline, timm=args.timm, device=args.device, timing=timing,
+                            token_merging=args.tome)
     except ImportError as missing:
         if args.timm:
             raise SystemExit(f"--timm needs an importable timm (pip install timm; it imports torchvision): {missing}")
@@ -512,6 +533,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--best", action="store_true",
                         help="time optimize_for_inference's choice for this CPU beside torch-fp32 (--backend auto)")
     parser.add_argument("--int8", action="store_true", help="let --best / auto choose an int8 backend")
+    _tome_argument(parser)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     add_timing_arguments(parser)
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
@@ -653,6 +675,39 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no log line per request (refusals and errors are still logged with their request id)")
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Removes attention heads and MLP channels (Torch-Pruning) until the model needs --flops fewer FLOPs, and saves
+    it with its per-block widths; fine-tune it after (configs/cifar10_prune_finetune.yaml)."""
+    from .checkpoints import save_pretrained
+    from .export.prune import prune
+    from .inference import load_model
+    from .models.profile import count_flops, count_params
+
+    model = load_model(args.checkpoint)
+    try:
+        pruned = prune(model, args.flops, round_to=args.round_to, global_pruning=args.global_pruning)
+    except ImportError as missing:
+        raise SystemExit(f"vitkit prune: {missing}")
+    save_pretrained(pruned, args.output)
+    cfg = model.cfg
+    rows = [[name, f"{count_params(m) / 1e6:.3f}", f"{count_flops(m, cfg.img_size, cfg.in_chans) / 1e6:.1f}",
+             " ".join("{}/{}".format(*m.cfg.block_width(i)) for i in range(cfg.depth))]
+            for name, m in (("original", model), ("pruned", pruned))]
+    print(format_table(rows, ["model", "params (M)", "MFLOPs", "heads/MLP width per block"]))
+    print(f"saved to {args.output}; fine-tune it: vitkit train --config configs/cifar10_prune_finetune.yaml "
+          f"--init-from {args.output}")
+    return 0
+
+
+def _prune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a run folder (uses checkpoints/best) or a checkpoint")
+    parser.add_argument("output", help="folder for the pruned model (config.json + model.safetensors)")
+    parser.add_argument("--flops", type=float, required=True, help="share of the FLOPs to remove, e.g. 0.3 or 0.5")
+    parser.add_argument("--round-to", type=int, help="keep MLP widths multiples of this (32 keeps int4 possible)")
+    parser.add_argument("--global", dest="global_pruning", action="store_true",
+                        help="rank heads and channels across blocks (widths differ per block) instead of per block")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "models": (cmd_models, lambda p: p.add_argument("pattern", nargs="?", default="*",
                                                     help="shell-style filter, e.g. 'vit5_*'"),
@@ -673,6 +728,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "robustness": (cmd_robustness, _robustness_arguments,
                    "adversarial attacks, common corruptions and OOD detection as robustness.json + report.html"),
     "serve": (cmd_serve, _serve_arguments, "HTTP inference server with dynamic batching, metrics and a demo page"),
+    "prune": (cmd_prune, _prune_arguments, "remove heads and MLP channels to a FLOPs target (Torch-Pruning)"),
 }
 
 

@@ -2,6 +2,7 @@
 for a segmentation model, mIoU on a segmentation set and a mask plus an overlay per image file."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -28,24 +29,30 @@ if TYPE_CHECKING:
     from .export import InferenceBackend
 
 
-def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False) -> torch.nn.Module:
+def load_model(source: str | Path, device: str | torch.device = "cpu", int8: bool = False,
+               token_merging: int | Sequence[int] = 0) -> torch.nn.Module:
     """A model from a run folder (its best checkpoint), a checkpoint folder or file, or anything from_pretrained reads;
-    int8: with the transformer's linear layers quantized for faster CPU inference (see vitkit.export)."""
+    int8: with the transformer's linear layers quantized for faster CPU inference (see vitkit.export); token_merging:
+    r tokens merged per block (ToMe, docs/efficiency.md; 0 leaves the model as saved)."""
     from .checkpoints import from_pretrained, resolve_checkpoint
     from .export import quantize_int8
 
+    from .models.vision_transformer import apply_token_merging
+
     model = from_pretrained(resolve_checkpoint(source)).to(device).eval()
+    if token_merging:
+        apply_token_merging(model, token_merging)
     return quantize_int8(model) if int8 else model  # on the device: it picks attention's dtype for that hardware
 
 
 def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = False,
-                 device: str | torch.device = "cpu") -> InferenceBackend:
+                 device: str | torch.device = "cpu", token_merging: int | Sequence[int] = 0) -> InferenceBackend:
     """load_model behind optimize_for_inference's backend, its ONNX files cached beside the checkpoint (else in the
     user's cache), so a second predict or eval starts at once."""
     from .checkpoints import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(source)
-    return backend_for(load_model(checkpoint, device), checkpoint, backend, allow_int8)
+    return backend_for(load_model(checkpoint, device, token_merging=token_merging), checkpoint, backend, allow_int8)
 
 
 def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "auto",
@@ -67,12 +74,16 @@ def class_names(model: torch.nn.Module | InferenceBackend) -> list[str]:
 
 
 def evaluate_on(model: torch.nn.Module | InferenceBackend, spec: str, split: str = "test", batch_size: int = 256,
-                device: str | torch.device = "cpu") -> dict[str, Any]:
+                device: str | torch.device = "cpu", limit: int | None = None) -> dict[str, Any]:
     """Top-1/top-5/per-class accuracy and confusion on a dataset, with the model's own preprocessing (a model or an
-    InferenceBackend)."""
+    InferenceBackend); limit: only the split's first images (quick checks)."""
     from .evaluation import evaluate
 
     dataset = build_dataset(spec, split=split)
+    if limit is not None:
+        if not dataclasses.is_dataclass(dataset):
+            raise ValueError(f"limit takes the first images of an in-memory dataset; {spec} is read from files")
+        dataset = dataclasses.replace(dataset, images=dataset.images[:limit], labels=dataset.labels[:limit])
     if len(dataset.classes) != model.cfg.num_classes:
         raise ValueError(f"{spec} has {len(dataset.classes)} classes but the model predicts {model.cfg.num_classes}")
     loader = build_loader(dataset, batch_size=batch_size, train=False, img_size=model.cfg.img_size, device=device,

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vitkit.layers import (relative_position_index, resize_relative_position_table, shifted_window_mask,
+from vitkit.layers import (pad_to_windows, relative_position_index, resize_relative_position_table, shifted_window_mask,
                            window_partition, window_reverse, window_shift)
 from vitkit.layers.window import MASKED
 
@@ -96,3 +96,42 @@ def test_resizing_the_bias_table():
     torch.testing.assert_close(resized, torch.full_like(resized, 0.5))
     with pytest.raises(ValueError, match="does not fit a 6x6 window"):
         resize_relative_position_table(table, (6, 6), (7, 7))
+
+
+@pytest.mark.parametrize("grid,window", [((5, 7), (2, 3)), ((4, 6), (2, 3)), ((3, 3), (4, 4))])
+def test_padding_appends_zeros_to_the_next_multiple_and_cropping_undoes_it(grid, window):
+    x = torch.randn(2, *grid, 3)
+    padded = pad_to_windows(x, window)
+    rows, cols = -(-grid[0] // window[0]) * window[0], -(-grid[1] // window[1]) * window[1]
+    assert padded.shape == (2, rows, cols, 3)
+    assert torch.equal(padded[:, :grid[0], :grid[1]], x)
+    assert not padded[:, grid[0]:].any() and not padded[:, :, grid[1]:].any()
+    windows = window_partition(padded, window)
+    assert torch.equal(window_reverse(windows, window, (rows, cols))[:, :grid[0], :grid[1]], x)
+
+
+@pytest.mark.parametrize("grid,window", [((5, 7), 3), ((4, 4), 2), ((3, 5), 8)])
+@pytest.mark.parametrize("with_rope", [False, True])
+def test_windowed_attention_equals_attention_over_each_windows_real_tokens(grid, window, with_rope):
+    """Brute force: for every window, gather its tokens that lie on the grid (no padding) and run the attention on
+    them alone, with their own RoPE rows."""
+    from vitkit.layers import Attention, rope_angles, rope_tables, windowed_attention
+
+    torch.manual_seed(0)
+    attn = Attention(16, 2).eval()
+    x = torch.randn(2, grid[0] * grid[1], 16)
+    rope = rope_tables(rope_angles(8, 100.0, grid)) if with_rope else None
+    with torch.no_grad():
+        out, probs = windowed_attention(attn, x, grid, window, rope, return_attn=True)
+        torch.testing.assert_close(windowed_attention(attn, x, grid, window, rope), out, rtol=0, atol=1e-5)
+        expected = torch.empty_like(x)
+        for top in range(0, grid[0], window):
+            for left in range(0, grid[1], window):
+                members = [r * grid[1] + c for r in range(top, min(top + window, grid[0]))
+                           for c in range(left, min(left + window, grid[1]))]
+                table = tuple(t[members] for t in rope) if rope else None
+                expected[:, members] = attn(x[:, members], table)
+                outside = [i for i in range(x.shape[1]) if i not in members]
+                assert not probs[:, :, members][..., outside].any()
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 2, x.shape[1]))

@@ -36,9 +36,9 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike,
     """
     model = _unwrap(model)
     weights = model.state_dict() if state_dict is None else state_dict
-    if any(tensor.dtype == torch.int8 for tensor in weights.values()):  # quantize_int8's weights
-        raise ValueError("save_pretrained keeps float weights: save the model before quantize_int8 and quantize after "
-                         "loading: vitkit.inference.load_model(path, int8=True)")
+    if any(tensor.dtype in (torch.int8, torch.uint8) for tensor in weights.values()):  # quantize_int8/int4's weights
+        raise ValueError("save_pretrained keeps float weights: save the model before quantize_int8 / quantize_int4 "
+                         "and quantize after loading: vitkit.inference.load_model(path, int8=True)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     description = describe(model)

@@ -16,10 +16,11 @@ from torch import nn
 from ..hardware import CpuKernels, cpu_kernels, user_cache_dir
 from ..models.family import DEFAULT_FAMILY, get_family
 from ..preprocess import Preprocess
+from .int4 import quantize_int4
 from .ort import INSTALL_HINT, onnx_file, ort_available, ort_runner, ort_session, require_ort, session_runner
 from .quantize import compile_int8, quantize_int8
 
-BACKENDS = ("torch-fp32", "torch-bf16", "torch-int8", "ort-fp32", "ort-int8")
+BACKENDS = ("torch-fp32", "torch-bf16", "torch-int8", "torch-int4", "ort-fp32", "ort-int8")
 LOSSLESS = ("torch-fp32", "ort-fp32")  # the logits of the fp32 model to float rounding; the others round weights
 
 
@@ -166,6 +167,12 @@ def _torch_int8(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Calla
     return _torch_runner(compile_int8(quantize_int8(copy.deepcopy(model).float())), torch.float32)
 
 
+def _torch_int4(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
+    """4-bit weights on a float copy, eager (compiling did not speed up the int4 matmul, measured). Never chosen by
+    auto: it is timed beside the others in benchmarks/efficiency.py, not yet ranked."""
+    return _torch_runner(quantize_int4(copy.deepcopy(model).float()), torch.float32)
+
+
 def _ort(name: str) -> Callable[[nn.Module, Path, CpuKernels], Callable[[torch.Tensor], torch.Tensor]]:
     def build(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
         reduce_range = kernels.x86 and not kernels.fast_int8
@@ -173,5 +180,5 @@ def _ort(name: str) -> Callable[[nn.Module, Path, CpuKernels], Callable[[torch.T
     return build
 
 
-BUILDERS = {"torch-fp32": _torch_fp32, "torch-bf16": _torch_bf16, "torch-int8": _torch_int8,
+BUILDERS = {"torch-fp32": _torch_fp32, "torch-bf16": _torch_bf16, "torch-int8": _torch_int8, "torch-int4": _torch_int4,
             "ort-fp32": _ort("ort-fp32"), "ort-int8": _ort("ort-int8")}

@@ -7,6 +7,8 @@ in fp32, except attention's two matmuls, which run in bf16 where the hardware co
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -100,10 +102,17 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     for block in model.blocks:
         if _bounded_mlp(block.mlp):
             block.mlp = Int8Mlp(block.mlp)
+    return swap_block_linears(model, Int8Linear)
+
+
+def swap_block_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
+    """Replaces every nn.Linear inside the transformer blocks by make(linear), in place; the patch embedding and the
+    heads stay in floating point (the head's rounding would go straight into the logits)."""
+    for block in model.blocks:
         for name, child in list(block.named_modules()):
             if isinstance(child, nn.Linear):
                 parent_name, _, attr = name.rpartition(".")
-                setattr(block.get_submodule(parent_name) if parent_name else block, attr, Int8Linear(child))
+                setattr(block.get_submodule(parent_name) if parent_name else block, attr, make(child))
     return model
 
 

@@ -25,9 +25,9 @@ class PromptTokens(nn.Module):
         prompts = self.tokens[0].expand(x.shape[0], -1, -1).to(x.dtype)
         x = torch.cat([x[:, :self.at], prompts, x[:, self.at:]], dim=1)
         if rope is not None:
-            rope = tuple(self._widen_rows(t, fill) for t, fill in zip(rope, (1.0, 0.0)))  # cos 1, sin 0: unrotated
+            rope = tuple(self.widen_rows(t, fill) for t, fill in zip(rope, (1.0, 0.0)))  # cos 1, sin 0: unrotated
         if bias is not None:
-            bias = self._widen_rows(self._widen_rows(bias, 0.0).transpose(-1, -2), 0.0).transpose(-1, -2)
+            bias = self.widen_rows(self.widen_rows(bias, 0.0).transpose(-1, -2), 0.0).transpose(-1, -2)
         return x, rope, bias
 
     def refresh(self, x: torch.Tensor, layer: int) -> torch.Tensor:
@@ -40,7 +40,7 @@ class PromptTokens(nn.Module):
     def remove(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x[:, :self.at], x[:, self.at + self.num_tokens:]], dim=1)
 
-    def _widen_rows(self, table: torch.Tensor, fill: float) -> torch.Tensor:
+    def widen_rows(self, table: torch.Tensor, fill: float) -> torch.Tensor:
         """Inserts num_tokens rows of `fill` at position `at` of a table's second-to-last axis."""
         shape = list(table.shape)
         shape[-2] = self.num_tokens

@@ -6,6 +6,7 @@ row-major within each image, and tokens row-major within each window, as timm an
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .pos_embed import resample_pos_embed
 
@@ -30,6 +31,13 @@ def window_reverse(windows: torch.Tensor, window: tuple[int, int], grid: tuple[i
     channels = windows.shape[-1]
     x = windows.reshape(-1, height // wh, width // ww, wh, ww, channels)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, channels)
+
+
+def pad_to_windows(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+    """[B, H, W, C] -> [B, H', W', C] with zeros appended below and to the right, up to the next multiples of the
+    window (ViTDet's padding for a grid the windows do not tile); crop [:, :H, :W] to undo it."""
+    pad_h, pad_w = (-size % side for size, side in zip(x.shape[1:3], window))
+    return F.pad(x, (0, 0, 0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
 def window_shift(grid: tuple[int, int], window: tuple[int, int]) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from ..layers.attention import ATTENTIONS
 from ..layers.drop_path import DROP_PATH_SCHEDULES
 from ..layers.mlp import MLPS
 from ..layers.norm import NORMS
@@ -87,6 +88,12 @@ class ViTConfig(PlainConfig):
     conv_stem: tuple[int, ...] = ()
     prompt_tokens: int = 0
     prompt_deep: bool = False
+    attention: str = "softmax"
+    performer_features: int | None = None
+    window_size: int = 0
+    global_attn_indexes: tuple[int, ...] = ()
+    token_merging: int | tuple[int, ...] = 0
+    block_widths: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.img_size, int):
@@ -94,12 +101,18 @@ class ViTConfig(PlainConfig):
         self.img_size = tuple(int(s) for s in self.img_size)
         self.backbone_layers = tuple(int(n) for n in self.backbone_layers)
         self.conv_stem = tuple(int(n) for n in self.conv_stem)
+        self.global_attn_indexes = tuple(int(i) for i in self.global_attn_indexes)
+        if not isinstance(self.token_merging, int):
+            self.token_merging = tuple(int(r) for r in self.token_merging)
+        if self.block_widths is not None:
+            self.block_widths = tuple(tuple(int(n) for n in pair) for pair in self.block_widths)
         self._validate()
+        self._validate_efficiency()
 
     def _validate(self) -> None:
         choices = {"mlp": MLPS, "norm": NORMS, "pos_embed": POS_EMBEDS, "global_pool": POOLS,
                    "drop_path_schedule": DROP_PATH_SCHEDULES, "weight_init": WEIGHT_INITS,
-                   "reg_position": REG_POSITIONS}
+                   "reg_position": REG_POSITIONS, "attention": ATTENTIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
@@ -130,6 +143,75 @@ class ViTConfig(PlainConfig):
                              "need prompt_tokens >= 1 (and prompt_tokens cannot be negative)")
         if self.alibi and self.reg_rope_theta is not None:
             raise ValueError("alibi and register RoPE cannot be combined; pick one position scheme for registers")
+
+    def _validate_efficiency(self) -> None:
+        """The faster-ViT fields (docs/efficiency.md): each one's limits, and the combinations that cannot work."""
+        if self.attention != "softmax":
+            if self.alibi:
+                raise ValueError(f"attention={self.attention!r} has no N x N score matrix to add ALiBi's bias to; "
+                                 "use alibi=False (RoPE works) or attention='softmax'")
+            if self.attn_drop_rate:
+                raise ValueError(f"attention={self.attention!r} has no attention probabilities to drop; "
+                                 "set attn_drop_rate=0")
+        if self.performer_features is not None and (self.attention != "performer" or self.performer_features < 1):
+            raise ValueError(f"performer_features={self.performer_features} is the random-feature count of "
+                             "attention='performer' (a positive integer, or None for head_dim * ln(head_dim))")
+        self._validate_windows()
+        self._validate_merging()
+        if self.block_widths is not None:
+            if len(self.block_widths) != self.depth or any(len(pair) != 2 or min(pair) < 1
+                                                           for pair in self.block_widths):
+                raise ValueError(f"block_widths must list one [num_heads, mlp_hidden_dim] pair of positive integers "
+                                 f"per block ({self.depth} pairs), got {[list(p) for p in self.block_widths]}")
+
+    def _validate_windows(self) -> None:
+        if self.window_size < 0:
+            raise ValueError(f"window_size must be 0 (global attention) or a positive window side, got "
+                             f"{self.window_size}")
+        if self.global_attn_indexes and not self.window_size:
+            raise ValueError("global_attn_indexes names the blocks that stay global among windowed ones; set "
+                             "window_size > 0 too, or drop global_attn_indexes")
+        if any(not 0 <= i < self.depth for i in self.global_attn_indexes):
+            raise ValueError(f"global_attn_indexes {list(self.global_attn_indexes)} must be block indices in "
+                             f"0..{self.depth - 1}")
+        if not self.window_size:
+            return
+        clashes = [name for name, on in (("class/distillation/register tokens", self.num_prefix_tokens
+                                          + self.num_suffix_tokens), ("patch_drop_rate", self.patch_drop_rate),
+                                         ("alibi", self.alibi), ("prompt_tokens", self.prompt_tokens)) if on]
+        if clashes:
+            raise ValueError(f"windowed attention (window_size={self.window_size}) cuts the full patch grid into "
+                             f"windows, which {', '.join(clashes)} would break: use class_token=False, "
+                             "global_pool='avg', reg_tokens=0, patch_drop_rate=0, alibi=False and prompt_tokens=0, "
+                             "or window_size=0")
+
+    def _validate_merging(self) -> None:
+        schedule = self.token_merging
+        if isinstance(schedule, tuple) and len(schedule) != self.depth:
+            raise ValueError(f"token_merging lists r for each block: {self.depth} values, got {len(schedule)} "
+                             f"({list(schedule)}); or give one r for every block")
+        if min(schedule if isinstance(schedule, tuple) else (schedule,), default=0) < 0:
+            raise ValueError(f"token_merging must be non-negative (tokens merged per block), got {schedule}")
+        if not any(self.merge_schedule):
+            return
+        if self.alibi:
+            raise ValueError("token merging moves tokens off the grid that ALiBi's distances are measured on; use "
+                             "token_merging=0 with alibi=True")
+        if self.window_size and len(self.global_attn_indexes) < self.depth:
+            raise ValueError("token merging leaves no grid for windowed attention to cut: use token_merging=0 "
+                             "with window_size > 0")
+
+    @property
+    def merge_schedule(self) -> tuple[int, ...]:
+        """Tokens each block merges (token_merging as one r per block)."""
+        merging = self.token_merging
+        return merging if isinstance(merging, tuple) else (merging,) * self.depth
+
+    def block_width(self, index: int) -> tuple[int, int]:
+        """Block `index`'s attention heads and MLP hidden width: the config's, or the pruned block's own."""
+        if self.block_widths is not None:
+            return self.block_widths[index]
+        return self.num_heads, self.mlp_hidden_dim
 
     @property
     def input_size(self) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """One VisionTransformer, wired from layers/ by a ViTConfig; every stage of the forward pass is visible here.
 
 images -> [ResNet or conv stem] -> patch_embed -> prefix tokens + abs pos -> [patch dropout, training only]
-       -> blocks (RoPE / ALiBi inside attention) -> norm -> pool -> fc_norm -> pre_logits -> head
+       -> blocks (RoPE / ALiBi inside attention; [token merging between attention and MLP]) -> norm
+       -> [unmerge] -> pool -> fc_norm -> pre_logits -> head
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import (Block, ConvStem, PatchDropout, PatchEmbed, PromptTokens, TokenPool, alibi_2d_bias,
+from ..layers import (Block, ConvStem, PatchDropout, PatchEmbed, PromptTokens, TokenMerger, TokenPool, alibi_2d_bias,
                       drop_path_rates, make_norm, resample_pos_embed, rope_angles, rope_tables, sincos_2d)
 from ..preprocess import Preprocess
 from .config import ViTConfig
@@ -64,11 +65,13 @@ class VisionTransformer(nn.Module):
 
         rates = drop_path_rates(cfg.depth, cfg.drop_path_rate, cfg.drop_path_schedule)
         self.blocks = nn.ModuleList([
-            Block(dim, cfg.num_heads, cfg.mlp_hidden_dim, mlp=cfg.mlp, norm=cfg.norm, norm_eps=cfg.norm_eps,
+            Block(dim, *cfg.block_width(i), mlp=cfg.mlp, norm=cfg.norm, norm_eps=cfg.norm_eps,
                   qkv_bias=cfg.qkv_bias, proj_bias=cfg.proj_bias, qk_norm=cfg.qk_norm, init_values=cfg.init_values,
                   drop_path=rate, proj_drop=cfg.proj_drop_rate, attn_drop=cfg.attn_drop_rate,
-                  attn_gate=cfg.attn_gate, ffn_gate=cfg.ffn_gate, mlp_norm=cfg.mlp_norm, mlp_bias=cfg.mlp_bias)
-            for rate in rates])
+                  attn_gate=cfg.attn_gate, ffn_gate=cfg.ffn_gate, mlp_norm=cfg.mlp_norm, mlp_bias=cfg.mlp_bias,
+                  attention=cfg.attention, num_features=cfg.performer_features, head_dim=cfg.head_dim,
+                  window_size=0 if i in cfg.global_attn_indexes else cfg.window_size)
+            for i, rate in enumerate(rates)])
         self.norm = nn.Identity() if cfg.fc_norm else make_norm(cfg.norm, dim, cfg.norm_eps)
         self.prompt = self._new_prompt()
 
@@ -113,24 +116,26 @@ class VisionTransformer(nn.Module):
     def _fixed_positions(self, grid: tuple[int, int]):
         cfg = self.cfg
         sincos = sincos_2d(cfg.embed_dim, grid)[None] if cfg.pos_embed == "sincos" else None
-        rope = None
-        if cfg.rope:
-            patch = rope_angles(cfg.head_dim, cfg.rope_theta, grid, ref_grid=cfg.grid_size)
-            if cfg.reg_rope_theta is not None:
-                side = math.isqrt(cfg.reg_tokens)
-                regs = rope_angles(cfg.head_dim, cfg.reg_rope_theta, (side, side))
-            else:
-                regs = patch.new_zeros(cfg.reg_tokens, patch.shape[1])
-            before = patch.new_zeros(cfg.num_prefix_tokens - (cfg.reg_tokens if cfg.reg_position == "prefix" else 0),
-                                     patch.shape[1])
-            if cfg.reg_position == "prefix":
-                angles = torch.cat([before, regs, patch])
-            else:
-                angles = torch.cat([before, patch, regs])
-            rope = rope_tables(angles)
+        rope = rope_tables(self._rope_angles(grid)) if cfg.rope else None
         bias = (alibi_2d_bias(cfg.num_heads, grid, cfg.num_prefix_tokens, cfg.num_suffix_tokens)
                 if cfg.alibi else None)
         return sincos, rope, bias
+
+    def _rope_angles(self, grid: tuple[int, int]) -> torch.Tensor:
+        """RoPE angles [N, head_dim / 2] of every token on this grid: zero (unrotated) for prefix tokens, the
+        register grid's for registers under reg_rope_theta, else zero too."""
+        cfg = self.cfg
+        patch = rope_angles(cfg.head_dim, cfg.rope_theta, grid, ref_grid=cfg.grid_size)
+        if cfg.reg_rope_theta is not None:
+            side = math.isqrt(cfg.reg_tokens)
+            regs = rope_angles(cfg.head_dim, cfg.reg_rope_theta, (side, side))
+        else:
+            regs = patch.new_zeros(cfg.reg_tokens, patch.shape[1])
+        before = patch.new_zeros(cfg.num_prefix_tokens - (cfg.reg_tokens if cfg.reg_position == "prefix" else 0),
+                                 patch.shape[1])
+        if cfg.reg_position == "prefix":
+            return torch.cat([before, regs, patch])
+        return torch.cat([before, patch, regs])
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -220,23 +225,56 @@ class VisionTransformer(nn.Module):
         return self.pos_drop(self._add_tokens(x, pos)), rope, bias
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images [B, C, H, W] -> normalised tokens [B, N, D]."""
-        return self.forward_blocks(*self.patch_drop(*self.embed(x)))
+        """Images [B, C, H, W] -> normalised tokens [B, N, D] (with token merging: spread back to every token)."""
+        if any(self.cfg.merge_schedule):
+            return self._forward_merging(x)[0]
+        return self.forward_blocks(*self.patch_drop(*self.embed(x)), grid=self._grid_of(x))
 
-    def forward_blocks(self, x: torch.Tensor, rope: tuple | None = None, bias: torch.Tensor | None = None):
-        """A token sequence (all patches or a kept subset, with its RoPE tables and bias) -> normalised tokens."""
+    def forward_blocks(self, x: torch.Tensor, rope: tuple | None = None, bias: torch.Tensor | None = None,
+                       grid: tuple[int, int] | None = None):
+        """A token sequence (all patches or a kept subset, with its RoPE tables and bias) -> normalised tokens; grid:
+        the patch grid, which windowed blocks cut into windows."""
         if self.prompt is not None:
             x, rope, bias = self.prompt.insert(x, rope, bias)
         for i, block in enumerate(self.blocks):
             if self.prompt is not None:
                 x = self.prompt.refresh(x, i)
             if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, rope, bias, use_reentrant=False)
+                x = checkpoint(block, x, rope, bias, grid=grid, use_reentrant=False)
             else:
-                x = block(x, rope, bias)
+                x = block(x, rope, bias, grid=grid)
         if self.prompt is not None:
             x = self.prompt.remove(x)
         return self.norm(x)
+
+    def _forward_merging(self, images: torch.Tensor, indices=()) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """forward_features with token merging (cfg.token_merging), and the outputs of the blocks in `indices`. The
+        merging carries RoPE as angles, which patch dropout gathers and prompts widen as they do the tables; every
+        output is unmerged, so pooling, heads and dense maps see one token per patch (avg pooling: size-weighted)."""
+        x, rope, bias = self.embed(images)
+        angles = (self._rope_angles(self._grid_of(images)).to(x.device),) if rope is not None else None
+        x, angles, bias = self.patch_drop(x, angles, bias)
+        num_protected = self.cfg.num_prefix_tokens
+        if self.prompt is not None:
+            x = self.prompt.insert(x, None, None)[0]
+            angles = (self.prompt.widen_rows(angles[0], 0.0),) if angles is not None else None
+            num_protected += self.prompt.num_tokens
+        merger = TokenMerger(x, num_protected, self.cfg.num_suffix_tokens, angles[0] if angles is not None else None)
+        outputs = []
+        for i, (block, r) in enumerate(zip(self.blocks, self.cfg.merge_schedule)):
+            if self.prompt is not None:
+                x = self.prompt.refresh(x, i)
+            rope, merge = merger.rope(), merger.step(r) if r else None
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, rope, merger.attention_bias(), merge=merge, use_reentrant=False)
+            else:
+                x = block(x, rope, merger.attention_bias(), merge=merge)
+            if i in indices:
+                outputs.append(self._without_prompts(merger.unmerge(x)))
+        return self._without_prompts(merger.unmerge(self.norm(x))), outputs
+
+    def _without_prompts(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prompt.remove(x) if self.prompt is not None else x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
         """Tokens -> pooled features (pre_logits=True) or class logits."""
@@ -264,26 +302,34 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
         indices = range(len(self.blocks)) if indices is None else [i % len(self.blocks) for i in indices]
         grid = self._grid_of(x)
-        x, rope, bias = self.embed(x)
-        outputs = []
-        for i, block in enumerate(self.blocks):
-            if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, rope, bias, use_reentrant=False)
-            else:
-                x = block(x, rope, bias)
-            if i in indices:
-                out = self.norm(x) if norm else x
-                if output_fmt == "NCHW":
-                    out = self.patch_tokens(out).transpose(1, 2).reshape(out.shape[0], -1, *grid)
-                outputs.append(out)
-        return self.norm(x), outputs
+        if any(self.cfg.merge_schedule):
+            final, outputs = self._forward_merging(x, indices)
+        else:
+            x, rope, bias = self.embed(x)
+            outputs = []
+            for i, block in enumerate(self.blocks):
+                if self.grad_checkpointing and self.training:
+                    x = checkpoint(block, x, rope, bias, grid=grid, use_reentrant=False)
+                else:
+                    x = block(x, rope, bias, grid=grid)
+                if i in indices:
+                    outputs.append(x)
+            final = self.norm(x)
+        outputs = [self.norm(out) if norm else out for out in outputs]
+        if output_fmt == "NCHW":
+            outputs = [self.patch_tokens(out).transpose(1, 2).reshape(out.shape[0], -1, *grid) for out in outputs]
+        return final, outputs
 
     def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Attention probabilities [B, heads, N, N] of every block, through the explicit (non-fused) path."""
+        if any(self.cfg.merge_schedule):
+            raise ValueError("with token merging every block attends over a different set of tokens; call "
+                             "set_token_merging(0) before asking for attention maps")
+        grid = self._grid_of(x)
         x, rope, bias = self.embed(x)
         maps = []
         for block in self.blocks:
-            x, probs = block(x, rope, bias, return_attn=True)
+            x, probs = block(x, rope, bias, return_attn=True, grid=grid)
             maps.append(probs)
         return maps
 
@@ -347,6 +393,11 @@ class VisionTransformer(nn.Module):
         if self.prompt is not None:
             self.prompt.to(self.patch_embed.proj.weight.device)
 
+    def set_token_merging(self, r: int | tuple[int, ...] | list[int]) -> None:
+        """Token merging (ToMe) from now on: r tokens merged in every block, or one r per block; 0 switches it off
+        (the plain forward pass, bit for bit). Faster, and it changes the answers: it is never switched on for you."""
+        self.cfg = self.cfg.replace(token_merging=r if isinstance(r, int) else tuple(r))
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward: less memory for a little more compute."""
         self.grad_checkpointing = enable
@@ -382,3 +433,13 @@ class VisionTransformer(nn.Module):
     def param_groups(self, weight_decay: float = 0.05, layer_decay: float | None = None) -> list[dict[str, Any]]:
         """Optimizer groups: no decay on 1-D params, tokens and positions; lr_scale = layer_decay^(depth+1-layer)."""
         return param_groups(self, self.layer_id, len(self.blocks) + 1, weight_decay, layer_decay)
+
+
+def apply_token_merging(model: nn.Module, r: int | tuple[int, ...] | list[int]) -> nn.Module:
+    """model.set_token_merging(r) for a model loaded by name or from a file, which may be of a family that has no
+    token merging (Swin's windows, the video models): that is an error saying so, not an AttributeError."""
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"token merging is built into the plain VisionTransformer; a {type(model).__name__} does not "
+                         "merge tokens (drop --tome)")
+    model.set_token_merging(r)
+    return model
