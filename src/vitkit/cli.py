@@ -641,7 +641,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          timeout_s=args.timeout, max_pixels=args.max_pixels, max_body_mb=args.max_body_mb,
                          api_key=args.api_key or os.environ.get(API_KEY_VARIABLE), host=args.host, port=args.port,
-                         workers=args.workers, threads=args.threads, access_log=not args.no_access_log)
+                         workers=args.workers, threads=args.threads, access_log=not args.no_access_log,
+                         token_merging=args.tome)
     from .serve.server import serve
 
     return serve(config)
@@ -651,6 +652,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run folder, checkpoint (vitkit, timm, HF, ViT-5) or an ONNX file from "
                                        "`vitkit export` (served by onnxruntime)")
     _backend_arguments(parser)
+    _tome_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 "
                                                              "exposes the server to the network)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free one; the log names it)")

@@ -1,7 +1,9 @@
 """The API in-process (FastAPI's TestClient runs the real app, lifespan included): answers equal `vitkit predict`'s,
 batching routes rows, explain overlays, every refusal is JSON naming the problem, and the server keeps serving."""
 import base64
+import contextlib
 import io
+import json
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -293,3 +295,19 @@ def test_an_onnx_file_is_served_by_onnxruntime_and_explain_says_why_not(checkpoi
                                        [p["probability"] for p in predicted[path.name]["top"]], atol=1e-5)
         refused = post_file(client, photos[0], explain="rollout")
         assert refused.status_code == 400 and "ONNX file" in refused.json()["error"]
+
+
+def test_tome_serves_what_predict_tome_answers(checkpoint, photos, predicted):
+    """--tome reaches the serving model (answers equal `vitkit predict --tome`, which differ from the plain model's)
+    while explain keeps the unmerged model."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["predict", str(checkpoint), str(photos[0]), "--format", "json", "--backend", "torch-fp32",
+                     "--tome", "3"]) == 0
+    merged = json.loads(out.getvalue())[0]
+    with serve_in_process(checkpoint, token_merging=3) as client:
+        body = post_file(client, photos[0], explain="rollout").json()
+        assert_same_predictions(body["predictions"], merged)
+        assert "explain" in body
+    plain = predicted[photos[0].name]["top"][0]["probability"]
+    assert abs(merged["top"][0]["probability"] - plain) > 1e-5  # beyond the 1e-5 relative match above: tome changed it

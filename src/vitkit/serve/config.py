@@ -28,6 +28,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1
     threads: int | None = None
+    token_merging: int | list[int] = 0  # tokens merged per block by the serving model (explain uses the full one)
     access_log: bool = True
 
     def __post_init__(self) -> None:

@@ -40,14 +40,15 @@ class ServedModel:
         from ..checkpoints import resolve_checkpoint
 
         if config.is_onnx:
-            if config.backend != "auto" or config.int8:
-                raise ValueError("an ONNX file runs as it is under onnxruntime; --backend and --int8 apply to "
-                                 "checkpoints (serve the checkpoint to choose, or export an int8 file yourself)")
+            if config.backend != "auto" or config.int8 or config.token_merging:
+                raise ValueError("an ONNX file runs as it is under onnxruntime; --backend, --int8 and --tome apply "
+                                 "to checkpoints (serve the checkpoint to choose, or export an int8 file yourself)")
             return cls(config.model_name, config.source, onnx_backend(config.source), None,
                        onnx_parameters(Path(config.source)))
         checkpoint = resolve_checkpoint(config.source)
         model = load_model(checkpoint)
-        backend = backend_for(model, checkpoint, config.backend, config.int8)
+        served = load_model(checkpoint, token_merging=config.token_merging) if config.token_merging else model
+        backend = backend_for(served, checkpoint, config.backend, config.int8)
         return cls(config.model_name, config.source, backend, model, sum(p.numel() for p in model.parameters()))
 
     def pixels(self, image: Image.Image) -> np.ndarray:
@@ -92,6 +93,7 @@ class ServedModel:
                 "image_size": list(cfg.img_size), "in_chans": cfg.in_chans,
                 "preprocessing": dataclasses.asdict(backend.preprocess),
                 "backend": backend.name, "backend_reason": backend.reason, "parameters": self.parameters,
+                "token_merging": config.token_merging,
                 "explain": self.why_no_explain() is None,
                 "batching": {"max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms,
                              "max_queue": config.max_queue, "timeout_s": config.timeout_s},
