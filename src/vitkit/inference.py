@@ -56,7 +56,7 @@ def load_backend(source: str | Path, backend: str = "auto", allow_int8: bool = F
 
 
 def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "auto",
-                allow_int8: bool = False) -> InferenceBackend:
+                allow_int8: bool = False, spin_wait: bool = True) -> InferenceBackend:
     """optimize_for_inference of a model loaded from checkpoint, for callers that keep the float model too (the
     server explains with it)."""
     from .export import cache_dir_for, optimize_for_inference
@@ -66,7 +66,7 @@ def backend_for(model: torch.nn.Module, checkpoint: str | Path, backend: str = "
                          "int8 through ONNX Runtime (--backend ort-int8) or on a float backend")
     device = next(model.parameters()).device
     example = torch.zeros(2, *model.cfg.input_size, device=device)
-    return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint))
+    return optimize_for_inference(model, example, allow_int8, backend, cache_dir_for(checkpoint), spin_wait)
 
 
 def class_names(model: torch.nn.Module | InferenceBackend) -> list[str]:

@@ -157,3 +157,25 @@ def test_predict_and_eval_run_the_chosen_backend_and_say_which(digits_run, tmp_p
     assert "vitkit eval: backend " in capsys.readouterr().err
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["backend"] in backends.LOSSLESS and not report["int8"]
+
+
+@pytest.mark.parametrize("spin_wait, expected", [(True, None), (False, "0")])
+def test_ort_threads_sleep_between_runs_when_asked(tmp_path, spin_wait, expected):
+    """The server's sessions turn intra-op spinning off (its cores decode and answer HTTP between batches)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from vitkit.export.ort import ort_session
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    options = ort_session(path, threads=1, spin_wait=spin_wait).get_session_options()
+    try:
+        entry = options.get_session_config_entry("session.intra_op.allow_spinning")
+    except RuntimeError:  # unset: onnxruntime's default, spinning on
+        entry = None
+    assert entry == expected

@@ -3,6 +3,7 @@ bf16 or int8) from a table of what was measured on each CPU class, lossless unle
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import warnings
@@ -79,10 +80,12 @@ class InferenceBackend:
 
 
 def optimize_for_inference(model: nn.Module, example_batch: torch.Tensor, allow_int8: bool = False,
-                           backend: str = "auto", cache_dir: str | os.PathLike | None = None) -> InferenceBackend:
+                           backend: str = "auto", cache_dir: str | os.PathLike | None = None,
+                           spin_wait: bool = True) -> InferenceBackend:
     """The fastest measured way to run a float model here, called like the model (one warm-up call on
     example_batch; the model is put in eval mode); lossless (torch-fp32, ort-fp32) unless allow_int8. ONNX files are
-    kept in cache_dir (default: the user's cache), keyed by the model's content."""
+    kept in cache_dir (default: the user's cache), keyed by the model's content. spin_wait=False for a server: see
+    ort_session."""
     kernels = cpu_kernels()
     if backend == "auto":
         name, reason = _auto(allow_int8, example_batch.device, kernels)
@@ -92,7 +95,8 @@ def optimize_for_inference(model: nn.Module, example_batch: torch.Tensor, allow_
     else:
         raise ValueError(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
     model.eval()
-    run = BUILDERS[name](model, Path(cache_dir) if cache_dir is not None else user_cache_dir() / "onnx", kernels)
+    build = functools.partial(BUILDERS[name], spin_wait=spin_wait) if name.startswith("ort-") else BUILDERS[name]
+    run = build(model, Path(cache_dir) if cache_dir is not None else user_cache_dir() / "onnx", kernels)
     inference = InferenceBackend(name, reason, run, model)
     if name == "torch-int8" and example_batch.shape[0] > 1:
         example_batch = example_batch.clone()
@@ -101,14 +105,14 @@ def optimize_for_inference(model: nn.Module, example_batch: torch.Tensor, allow_
     return inference
 
 
-def onnx_backend(path: str | os.PathLike, threads: int | None = None) -> InferenceBackend:
+def onnx_backend(path: str | os.PathLike, threads: int | None = None, spin_wait: bool = True) -> InferenceBackend:
     """A file written by export_onnx (`vitkit export`) under onnxruntime, described by the config, preprocessing and
     class names in its metadata: inference with no torch model behind it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such ONNX file; write one with `vitkit export CHECKPOINT {path}`")
     require_ort("ort-file")
-    session = ort_session(path, threads or torch.get_num_threads())
+    session = ort_session(path, threads or torch.get_num_threads(), spin_wait)
     metadata = session.get_modelmeta().custom_metadata_map
     if "vitkit_config" not in metadata:
         raise ValueError(f"{path} carries no vitkit metadata (config, preprocessing, class names): give a file written "
@@ -174,9 +178,10 @@ def _torch_int4(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Calla
 
 
 def _ort(name: str) -> Callable[[nn.Module, Path, CpuKernels], Callable[[torch.Tensor], torch.Tensor]]:
-    def build(model: nn.Module, cache_dir: Path, kernels: CpuKernels) -> Callable[[torch.Tensor], torch.Tensor]:
+    def build(model: nn.Module, cache_dir: Path, kernels: CpuKernels,
+              spin_wait: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
         reduce_range = kernels.x86 and not kernels.fast_int8
-        return ort_runner(onnx_file(model, name, cache_dir, reduce_range), torch.get_num_threads())
+        return ort_runner(onnx_file(model, name, cache_dir, reduce_range), torch.get_num_threads(), spin_wait)
     return build
 
 

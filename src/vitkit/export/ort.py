@@ -105,21 +105,25 @@ def quantize_onnx(source: Path, target: Path, reduce_range: bool = False) -> Non
                          reduce_range=reduce_range, weight_type=QuantType.QInt8)
 
 
-def ort_session(path: Path, threads: int) -> Any:
+def ort_session(path: Path, threads: int, spin_wait: bool = True) -> Any:
     """An onnxruntime CPU session with `threads` intra-op threads (torch's count, so both backends get the same
-    cores)."""
+    cores). spin_wait=False: the threads sleep between runs instead of spinning, for a process that has other work
+    on the same cores between forwards (the server's HTTP and decoding: 0.81x -> 1.31x on the tiny model's load
+    test, docs/serve.md)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: the quantized graph's initializer notices are not the user's business
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_runner(path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function from images to logits over ort_session(path, threads)."""
-    return session_runner(ort_session(path, threads))
+def ort_runner(path: Path, threads: int, spin_wait: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function from images to logits over ort_session(path, threads, spin_wait)."""
+    return session_runner(ort_session(path, threads, spin_wait))
 
 
 def session_runner(session: Any) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -43,12 +43,13 @@ class ServedModel:
             if config.backend != "auto" or config.int8 or config.token_merging:
                 raise ValueError("an ONNX file runs as it is under onnxruntime; --backend, --int8 and --tome apply "
                                  "to checkpoints (serve the checkpoint to choose, or export an int8 file yourself)")
-            return cls(config.model_name, config.source, onnx_backend(config.source), None,
+            return cls(config.model_name, config.source, onnx_backend(config.source, spin_wait=False), None,
                        onnx_parameters(Path(config.source)))
         checkpoint = resolve_checkpoint(config.source)
         model = load_model(checkpoint)
         served = load_model(checkpoint, token_merging=config.token_merging) if config.token_merging else model
-        backend = backend_for(served, checkpoint, config.backend, config.int8)
+        # onnxruntime's threads sleep between batches: HTTP and decoding need the same cores then
+        backend = backend_for(served, checkpoint, config.backend, config.int8, spin_wait=False)
         return cls(config.model_name, config.source, backend, model, sum(p.numel() for p in model.parameters()))
 
     def pixels(self, image: Image.Image) -> np.ndarray:
