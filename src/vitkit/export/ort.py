@@ -108,8 +108,7 @@ def quantize_onnx(source: Path, target: Path, reduce_range: bool = False) -> Non
 def ort_session(path: Path, threads: int, spin_wait: bool = True) -> Any:
     """An onnxruntime CPU session with `threads` intra-op threads (torch's count, so both backends get the same
     cores). spin_wait=False: the threads sleep between runs instead of spinning, for a process that has other work
-    on the same cores between forwards (the server's HTTP and decoding: 0.81x -> 1.31x on the tiny model's load
-    test, docs/serve.md)."""
+    on the same cores between forwards (the server's HTTP and decoding; the load test in docs/serve.md)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
