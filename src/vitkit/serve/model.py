@@ -2,6 +2,7 @@
 and what /v1/model says about both."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from PIL import Image
 
 from ..export import InferenceBackend, onnx_backend
 from ..inference import backend_for, class_names, eval_pixels, load_model, model_input
-from ..models.vision_transformer import VisionTransformer
+from ..models.vision_transformer import VisionTransformer, apply_token_merging
 from .config import ServeConfig
 from .explain import explain_maps, overlay_png
 
@@ -47,7 +48,8 @@ class ServedModel:
                        onnx_parameters(Path(config.source)))
         checkpoint = resolve_checkpoint(config.source)
         model = load_model(checkpoint)
-        served = load_model(checkpoint, token_merging=config.token_merging) if config.token_merging else model
+        # the merged copy serves; the unmerged model explains (its attention covers every patch): one file read
+        served = apply_token_merging(copy.deepcopy(model), config.token_merging) if config.token_merging else model
         # onnxruntime's threads sleep between batches: HTTP and decoding need the same cores then
         backend = backend_for(served, checkpoint, config.backend, config.int8, spin_wait=False)
         return cls(config.model_name, config.source, backend, model, sum(p.numel() for p in model.parameters()))
