@@ -4,8 +4,9 @@ from scratch and from a CIFAR-10 classifier of its own family, all four on the s
 
     python benchmarks/dense.py                                   # the four runs, 15 minutes each (about 62 minutes)
     python benchmarks/dense.py --only vit-scratch swin-scratch   # some of them
+    cp docs/dense.md /tmp/dense.md                               # a smoke run, on a copy of the doc
     python benchmarks/dense.py --minutes 0.3 --doc /tmp/dense.md --out /tmp/dense.json \\
-        "data.dataset=synthseg:../shared?train=64&test=32"       # a smoke run
+        "data.dataset=synthseg:../shared?train=64&test=32"
 
 The ViT starts from the CIFAR-10 budget checkpoint in ../shared/checkpoints/cifar10_budget; the Swin from a CIFAR-10
 Swin run, trained first with `python benchmarks/train_budget.py --only cifar10_swin` (its run folder is the default
@@ -66,14 +67,19 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+TABLE_BLOCK = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
+
+
+def check_doc(path: Path) -> None:
+    """Fails before an hour of training, not after it, when the doc has no table block to fill."""
+    if not path.is_file() or not TABLE_BLOCK.search(path.read_text()):
+        raise SystemExit(f"{path} has no {MARKERS[0]} ... {MARKERS[1]} block to fill; add one or pass --doc")
+
+
 def write_doc_table(path: Path, records: list[dict], note: str) -> None:
     """Replaces what lies between the doc's two markers with the table and a line on where it was measured."""
-    text = path.read_text()
-    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{path} has no {MARKERS[0]} ... {MARKERS[1]} block to fill; add one or pass --doc")
     block = f"{MARKERS[0]}\n{markdown(records)}\n\n{note}\n{MARKERS[1]}"
-    path.write_text(pattern.sub(lambda _: block, text))
+    path.write_text(TABLE_BLOCK.sub(lambda _: block, path.read_text()))
 
 
 def main() -> int:
@@ -88,6 +94,7 @@ def main() -> int:
     parser.add_argument("--doc", type=Path, default=DOC, help="the doc whose table to fill")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run, e.g. precision=fp32")
     args = parser.parse_args()
+    check_doc(args.doc)
     names = args.only or list(RUNS)
     inits = {"vit": args.vit_init, "swin": args.swin_init}
     missing = [f"{family}: {inits[family]}" for family in {RUNS[n][1] for n in names} - {None}
