@@ -611,7 +611,8 @@ def _robustness_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--severities", default="1-5", help="corruption severities, e.g. 1-5 or 1,3,5")
     parser.add_argument("--detectors", default=",".join(("msp", "max_logit", "energy", "mahalanobis",
                                                          "relative_mahalanobis", "knn")),
-                        help="OOD scores to compute (the last three need a model with pooled features)")
+                        help="OOD scores to compute (the last three need a model with pooled features); "
+                             "none for no OOD detection")
     parser.add_argument("--limit", type=int, help="measure on this many test (and OOD) images, drawn at random")
     parser.add_argument("--fit-images", type=int, help="training images the OOD detectors are fitted on "
                                                         "(default: the whole train split)")

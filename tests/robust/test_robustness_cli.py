@@ -69,9 +69,10 @@ def test_one_command_writes_every_part_of_the_report(run, tmp_path):
     assert len(pictures) == 4 + 2 * 3 and 'src="ood' not in report and "procedural ice texture" in report
 
 
-def test_limit_draws_a_few_images_of_every_class(run, tmp_path):
-    assert main(["robustness", str(run), "--limit", "30", "--attacks", "fgsm", "--corruptions", "none", "--ood",
-                 "none", "--out", str(tmp_path), *QUICK]) == 0
+@pytest.mark.parametrize("no_ood", [["--ood", "none"], ["--detectors", "none"]])
+def test_limit_draws_a_few_images_of_every_class(run, tmp_path, no_ood):
+    assert main(["robustness", str(run), "--limit", "30", "--attacks", "fgsm", "--corruptions", "none", *no_ood,
+                 "--out", str(tmp_path), *QUICK]) == 0
     record = json.loads((tmp_path / "robustness.json").read_text())
     assert record["images"] == 30 and "ood" not in record and "corruptions" not in record
 

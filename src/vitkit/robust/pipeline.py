@@ -111,7 +111,7 @@ def measure_robustness(source: str, out: str | Path, data: str | None = None,
         attack_pass(measured, pixel_model, batch, settings)
     if settings.corruptions and settings.severities:
         corruption_pass(measured, pixel_model, batch, settings)
-    if settings.ood:
+    if settings.ood and settings.detectors:
         ood_pass(measured, pixel_model, run, torch_device, settings)
     return record, write_robustness_report(measured, Path(out))
 
