@@ -60,7 +60,7 @@ def split_samples(root: Path, spec: str, split: str, seed: int, val_fraction: fl
     if not root.is_dir():
         raise ValueError(f"{spec}: {root} {'is not a folder' if root.exists() else 'does not exist'}; "
                          f"pass a folder laid out as {layout} (optionally under train/ and val/)")
-    split_root = split_folders(root)
+    split_root = split_folders(root, spec)
     if split_root is not None:
         train_dir, eval_dir = split_root
         check_same_classes(spec, train_dir, eval_dir)
@@ -85,15 +85,18 @@ def load_whole_folder(root: str | Path) -> ImageFolderDataset:
     return ImageFolderDataset(root, classes, samples, f"imagefolder:{root}/all")
 
 
-def split_folders(root: Path) -> tuple[Path, Path] | None:
-    """(train, eval) folders when root has train/; None when root itself is the class folder."""
+def split_folders(root: Path, spec: str | None = None,
+                  unsplit: str = "move the class folders up one level to split them by ratio"
+                  ) -> tuple[Path, Path] | None:
+    """(train, eval) folders when root has train/; None when root itself holds the data. `unsplit` tells a user with
+    train/ but no eval folder how to lay out one folder instead."""
     if not (root / "train").is_dir():
         return None
     for name in EVAL_FOLDERS:
         if (root / name).is_dir():
             return root / "train", root / name
-    raise ValueError(f"imagefolder:{root}: has train/ but no {'/, '.join(EVAL_FOLDERS)}/ beside it; add the "
-                     "evaluation split, or move the class folders up one level to split them by ratio")
+    raise ValueError(f"{spec or f'imagefolder:{root}'}: has train/ but no {'/, '.join(EVAL_FOLDERS)}/ beside it; "
+                     f"add the evaluation split, or {unsplit}")
 
 
 def class_names(folder: Path) -> list[str]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .decode import is_image_file, load_rgb, open_image
-from .folder import EVAL_FOLDERS
+from .folder import split_folders
 
 IGNORE_INDEX = 255
 MASK_MODES = ("L", "P")
@@ -58,7 +58,7 @@ def load_segmentation_folder(root: str | Path, split: str | None = None, seed: i
     mismatch, is an error that names the file."""
     root = Path(root)
     spec = f"segfolder:{root}"
-    splits = _split_folders(root)
+    splits = split_folders(root, spec, "keep one images/ + masks/ pair of folders to split by ratio")
     if splits is not None and split is not None:
         pairs = _pairs(splits[0] if split == "train" else splits[1], spec)
     elif splits is not None:
@@ -69,17 +69,6 @@ def load_segmentation_folder(root: str | Path, split: str | None = None, seed: i
             pairs = _ratio_split(pairs, split, seed, val_fraction, spec)
     classes = _class_names(root, splits)
     return SegmentationFolderDataset(root, pairs, classes, spec + (f"/{split}" if split else ""))
-
-
-def _split_folders(root: Path) -> tuple[Path, Path] | None:
-    """(train, eval) folders when root has train/; None when root itself holds images/ and masks/."""
-    if not (root / "train").is_dir():
-        return None
-    for name in EVAL_FOLDERS:
-        if (root / name).is_dir():
-            return root / "train", root / name
-    raise ValueError(f"segfolder:{root}: has train/ but no {'/, '.join(EVAL_FOLDERS)}/ beside it; add the "
-                     "evaluation split, or keep one images/ + masks/ pair of folders to split by ratio")
 
 
 def _pairs(folder: Path, spec: str) -> list[tuple[Path, Path]]:
