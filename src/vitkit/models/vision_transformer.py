@@ -239,13 +239,16 @@ class VisionTransformer(nn.Module):
         for i, block in enumerate(self.blocks):
             if self.prompt is not None:
                 x = self.prompt.refresh(x, i)
-            if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, rope, bias, grid=grid, use_reentrant=False)
-            else:
-                x = block(x, rope, bias, grid=grid)
+            x = self._run_block(block, x, rope, bias, grid=grid)
         if self.prompt is not None:
             x = self.prompt.remove(x)
         return self.norm(x)
+
+    def _run_block(self, block: nn.Module, *args, **kwargs) -> torch.Tensor:
+        """block(*args, **kwargs), its activations recomputed in backward under grad checkpointing."""
+        if self.grad_checkpointing and self.training:
+            return checkpoint(block, *args, use_reentrant=False, **kwargs)
+        return block(*args, **kwargs)
 
     def _forward_merging(self, images: torch.Tensor, indices=()) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """forward_features with token merging (cfg.token_merging), and the outputs of the blocks in `indices`. The
@@ -265,10 +268,7 @@ class VisionTransformer(nn.Module):
             if self.prompt is not None:
                 x = self.prompt.refresh(x, i)
             rope, merge = merger.rope(), merger.step(r) if r else None
-            if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, rope, merger.attention_bias(), merge=merge, use_reentrant=False)
-            else:
-                x = block(x, rope, merger.attention_bias(), merge=merge)
+            x = self._run_block(block, x, rope, merger.attention_bias(), merge=merge)
             if i in indices:
                 outputs.append(self._without_prompts(merger.unmerge(x)))
         return self._without_prompts(merger.unmerge(self.norm(x))), outputs
@@ -308,10 +308,7 @@ class VisionTransformer(nn.Module):
             x, rope, bias = self.embed(x)
             outputs = []
             for i, block in enumerate(self.blocks):
-                if self.grad_checkpointing and self.training:
-                    x = checkpoint(block, x, rope, bias, grid=grid, use_reentrant=False)
-                else:
-                    x = block(x, rope, bias, grid=grid)
+                x = self._run_block(block, x, rope, bias, grid=grid)
                 if i in indices:
                     outputs.append(x)
             final = self.norm(x)
