@@ -274,6 +274,14 @@ def check_block_fields(cfg: Any) -> None:
         raise ValueError(f"norm='groupnorm' uses 32 groups; embed_dim ({cfg.embed_dim}) must be divisible by 32")
 
 
+def as_pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """(height, width) of a size given as one int or a pair, for config fields such as img_size."""
+    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or (height, width), got {value}")
+    return pair
+
+
 def check_fields(cls: type, values: dict[str, Any]) -> None:
     """Rejects names that are not fields of the dataclass, naming the closest ones."""
     known = [f.name for f in dataclasses.fields(cls)]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..layers import LayerNorm2d
 from ..preprocess import Preprocess
-from .config import PlainConfig, check_fields
+from .config import PlainConfig, as_pair, check_fields
 from .family import ModelConfig, build_from_config, family_of, get_family, register_family
 from .param_groups import param_groups
 from .registry import get_preset
@@ -131,10 +131,6 @@ HEADS = ("linear", "fpn")
 OWN_FIELDS = ("img_size", "in_chans", "num_classes")
 
 
-def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
-
-
 @dataclass
 class SegmentationConfig(PlainConfig):
     """A segmentation model as data: a backbone (a model section of any classifying family: {family, name, fields}),
@@ -159,7 +155,7 @@ class SegmentationConfig(PlainConfig):
             raise ValueError(f"num_classes={self.num_classes}, pyramid_dim={self.pyramid_dim} and decoder_dim="
                              f"{self.decoder_dim} must be positive (pyramid_dim at least 4: the 4x level divides it)")
         resolved = self._resolve_backbone()
-        self.img_size = _pair(self.img_size if self.img_size is not None else resolved.img_size)
+        self.img_size = as_pair(self.img_size if self.img_size is not None else resolved.img_size, "img_size")
         self.in_chans = self.in_chans if self.in_chans is not None else resolved.in_chans
         fields = {k: v for k, v in resolved.to_dict().items() if k not in OWN_FIELDS}
         self.backbone = ModelConfig(self.backbone.family, self.backbone.name, fields)

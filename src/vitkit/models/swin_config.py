@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import PlainConfig
+from .config import PlainConfig, as_pair
 
 SWIN_POOLS = ("avg", "none")
 
@@ -29,8 +29,8 @@ class SwinConfig(PlainConfig):
     global_pool: str = "avg"
 
     def __post_init__(self) -> None:
-        self.img_size = _pair(self.img_size, "img_size")
-        self.window_size = _pair(self.window_size, "window_size")
+        self.img_size = as_pair(self.img_size, "img_size")
+        self.window_size = as_pair(self.window_size, "window_size")
         self.depths = tuple(int(n) for n in self.depths)
         self.num_heads = tuple(int(n) for n in self.num_heads)
         self._validate()
@@ -99,10 +99,3 @@ class SwinConfig(PlainConfig):
 
     def mlp_hidden_dim(self, stage: int) -> int:
         return int(self.stage_dims[stage] * self.mlp_ratio)
-
-
-def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
-    if len(pair) != 2:
-        raise ValueError(f"{name} must be an int or (height, width), got {value}")
-    return pair
